@@ -1,0 +1,5 @@
+"""`python -m celeris_asgi` runs the command line."""
+
+from celeris_asgi.cli import main
+
+main()

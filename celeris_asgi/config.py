@@ -1,0 +1,420 @@
+"""Every setting with its default and validation; app loading, socket binding and the SSL context.
+
+One place owns the defaults so that the CLI, `run(**settings)`, the supervisor and the gunicorn
+worker all agree. A bad value raises `ConfigError` with one line a user can act on.
+"""
+
+from __future__ import annotations
+
+import inspect
+import ipaddress
+import logging
+import os
+import socket
+import ssl
+import stat
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from celeris_asgi.importer import ImportFromStringError, import_from_string
+
+LOOP_CHOICES = ("auto", "asyncio", "uvloop")
+HTTP_CHOICES = ("auto", "h1", "h2")
+WS_CHOICES = ("auto", "none", "websockets")
+LIFESPAN_CHOICES = ("auto", "on", "off")
+LOG_LEVELS = {
+    "critical": logging.CRITICAL,
+    "error": logging.ERROR,
+    "warning": logging.WARNING,
+    "info": logging.INFO,
+    "debug": logging.DEBUG,
+    "trace": 5,
+}
+DEFAULT_ACCESS_LOG_FORMAT = '%(h)s - "%(r)s" %(s)s %(b)s %(M)sms'
+# TLS 1.2 suites allowed by RFC 9113 appendix A (no CBC, no RSA key exchange); TLS 1.3 is always on.
+DEFAULT_SSL_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20"
+
+
+class ConfigError(ValueError):
+    """A setting the server cannot start with; its message is shown to the user as one line."""
+
+
+def _default_workers() -> int:
+    raw = os.environ.get("WEB_CONCURRENCY", "1")
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"WEB_CONCURRENCY must be a whole number, got {raw!r}.") from None
+
+
+def parse_header_option(raw: str) -> tuple[bytes, bytes]:
+    """`--header NAME:VALUE` to a lowercased (name, value) pair, validated like an app's header."""
+    name, sep, value = raw.partition(":")
+    name, value = name.strip(), value.strip()
+    if not sep or not name:
+        raise ConfigError(f'--header {raw!r} must be "NAME:VALUE".')
+    try:
+        from celeris_asgi.headers import validate_header
+
+        pair = (name.lower().encode("latin-1"), value.encode("latin-1"))
+        validate_header(*pair)
+    except (UnicodeEncodeError, RuntimeError):
+        raise ConfigError(f"--header {raw!r} is not a valid HTTP header.") from None
+    return pair
+
+
+def load_env_file(path: str) -> None:
+    """Read KEY=VALUE lines (comments, `export`, quotes allowed) into os.environ, not overriding it."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ConfigError(f"Cannot read --env-file {path!r}: {exc.strerror}.") from None
+    for number, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        line = line.removeprefix("export ").strip()
+        key, sep, value = line.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key:
+            raise ConfigError(f"--env-file {path!r} line {number} is not KEY=VALUE.")
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        os.environ.setdefault(key, value)
+
+
+class Config:
+    """All server settings. Attribute names match the CLI flags (dashes become underscores)."""
+
+    def __init__(
+        self,
+        app: Any,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        uds: str | None = None,
+        fd: int | None = None,
+        loop: str = "auto",
+        http: str = "auto",
+        ws: str = "auto",
+        lifespan: str = "auto",
+        root_path: str = "",
+        proxy_headers: bool = True,
+        forwarded_allow_ips: list[str] | str | None = None,
+        timeout_keep_alive: float = 5,
+        timeout_graceful_shutdown: float = 30,
+        timeout_request_header: float = 10,
+        timeout_request_body: float = 30,
+        timeout_send: float = 30,
+        limit_concurrency: int | None = None,
+        backlog: int = 2048,
+        headers: list[str] | list[tuple[str, str]] | None = None,
+        server_header: bool = True,
+        date_header: bool = True,
+        log_level: str | int | None = "info",
+        log_config: str | dict[str, Any] | None = None,
+        access_log: bool = True,
+        access_log_format: str = DEFAULT_ACCESS_LOG_FORMAT,
+        use_colors: bool | None = None,
+        env_file: str | None = None,
+        factory: bool = False,
+        app_dir: str | None = ".",
+        limit_request_line: int = 8190,
+        limit_request_headers: int = 100,
+        limit_request_header_size: int = 8190,
+        limit_request_body: int | None = None,
+        ssl_keyfile: str | None = None,
+        ssl_certfile: str | None = None,
+        ssl_keyfile_password: str | None = None,
+        ssl_ca_certs: str | None = None,
+        ssl_cert_reqs: int = ssl.CERT_NONE,
+        ssl_ciphers: str = DEFAULT_SSL_CIPHERS,
+        h2_max_concurrent_streams: int = 100,
+        h2_initial_window_size: int = 1024 * 1024,
+        h2_max_frame_size: int = 16384,
+        h2_max_header_list_size: int = 65536,
+        ws_max_size: int = 16 * 1024 * 1024,
+        ws_max_queue: int = 32,
+        ws_ping_interval: float | None = 20.0,
+        ws_ping_timeout: float | None = 20.0,
+        ws_per_message_deflate: bool = True,
+        workers: int | None = None,
+        reuse_port: bool = False,
+        timeout_worker_healthcheck: float = 10,
+        limit_max_requests: int | None = None,
+        limit_max_requests_jitter: int = 0,
+        workers_max_rss: int | None = None,
+        workers_lifetime: float | None = None,
+        pid_file: str | None = None,
+        reload: bool = False,
+        reload_dirs: list[str] | str | None = None,
+        reload_includes: list[str] | str | None = None,
+        reload_excludes: list[str] | str | None = None,
+        reload_delay: float = 0.25,
+        install_signal_handlers: bool = True,
+        callback_notify: Callable[[], Any] | None = None,
+        timeout_notify: float = 30,
+    ) -> None:
+        self.app = app
+        self.host = host
+        self.port = port
+        self.uds = uds
+        self.fd = fd
+        self.loop = loop
+        self.http = http
+        self.ws = ws
+        self.lifespan = lifespan
+        self.root_path = root_path
+        self.proxy_headers = proxy_headers
+        if forwarded_allow_ips is None:
+            forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+        if isinstance(forwarded_allow_ips, str):
+            forwarded_allow_ips = [ip.strip() for ip in forwarded_allow_ips.split(",") if ip.strip()]
+        self.forwarded_allow_ips: list[str] = list(forwarded_allow_ips)
+        self.timeout_keep_alive = timeout_keep_alive
+        self.timeout_graceful_shutdown = timeout_graceful_shutdown
+        self.timeout_request_header = timeout_request_header
+        self.timeout_request_body = timeout_request_body
+        self.timeout_send = timeout_send
+        self.limit_concurrency = limit_concurrency
+        self.backlog = backlog
+        self.headers: list[tuple[bytes, bytes]] = [
+            parse_header_option(h) if isinstance(h, str) else parse_header_option(f"{h[0]}:{h[1]}")
+            for h in (headers or [])
+        ]
+        self.server_header = server_header
+        self.date_header = date_header
+        self.log_level = log_level
+        self.log_config = log_config
+        self.access_log = access_log
+        self.access_log_format = access_log_format
+        self.use_colors = use_colors
+        self.env_file = env_file
+        self.factory = factory
+        self.app_dir = app_dir
+        self.limit_request_line = limit_request_line
+        self.limit_request_headers = limit_request_headers
+        self.limit_request_header_size = limit_request_header_size
+        self.limit_request_body = limit_request_body
+        self.ssl_keyfile = ssl_keyfile
+        self.ssl_certfile = ssl_certfile
+        self.ssl_keyfile_password = ssl_keyfile_password
+        self.ssl_ca_certs = ssl_ca_certs
+        self.ssl_cert_reqs = ssl_cert_reqs
+        self.ssl_ciphers = ssl_ciphers
+        self.h2_max_concurrent_streams = h2_max_concurrent_streams
+        self.h2_initial_window_size = h2_initial_window_size
+        self.h2_max_frame_size = h2_max_frame_size
+        self.h2_max_header_list_size = h2_max_header_list_size
+        self.ws_max_size = ws_max_size
+        self.ws_max_queue = ws_max_queue
+        self.ws_ping_interval = ws_ping_interval
+        self.ws_ping_timeout = ws_ping_timeout
+        self.ws_per_message_deflate = ws_per_message_deflate
+        self.workers = _default_workers() if workers is None else workers
+        self.reuse_port = reuse_port
+        self.timeout_worker_healthcheck = timeout_worker_healthcheck
+        self.limit_max_requests = limit_max_requests
+        self.limit_max_requests_jitter = limit_max_requests_jitter
+        self.workers_max_rss = workers_max_rss
+        self.workers_lifetime = workers_lifetime
+        self.pid_file = pid_file
+        self.reload = reload
+        self.reload_dirs = _as_list(reload_dirs)
+        self.reload_includes = _as_list(reload_includes)
+        self.reload_excludes = _as_list(reload_excludes)
+        self.reload_delay = reload_delay
+        self.install_signal_handlers = install_signal_handlers
+        self.callback_notify = callback_notify
+        self.timeout_notify = timeout_notify
+
+        self.loaded = False
+        self.loaded_app: Any = None
+        self.ssl: ssl.SSLContext | None = None
+        if env_file is not None:
+            load_env_file(env_file)
+        self.validate()
+
+    def validate(self) -> None:
+        """Check every value up front, so a typo fails before anything binds or forks."""
+        for name, value, choices in (
+            ("--loop", self.loop, LOOP_CHOICES),
+            ("--http", self.http, HTTP_CHOICES),
+            ("--ws", self.ws, WS_CHOICES),
+            ("--lifespan", self.lifespan, LIFESPAN_CHOICES),
+        ):
+            if value not in choices:
+                raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}.")
+        if isinstance(self.log_level, str) and self.log_level.lower() not in LOG_LEVELS:
+            raise ConfigError(f"--log-level must be one of {', '.join(LOG_LEVELS)}; got {self.log_level!r}.")
+        if not 0 <= int(self.port) <= 65535:
+            raise ConfigError(f"--port must be between 0 and 65535; got {self.port}.")
+        positive = {
+            "--timeout-keep-alive": self.timeout_keep_alive,
+            "--timeout-graceful-shutdown": self.timeout_graceful_shutdown,
+            "--timeout-request-header": self.timeout_request_header,
+            "--timeout-request-body": self.timeout_request_body,
+            "--timeout-send": self.timeout_send,
+            "--backlog": self.backlog,
+            "--limit-request-line": self.limit_request_line,
+            "--limit-request-headers": self.limit_request_headers,
+            "--limit-request-header-size": self.limit_request_header_size,
+            "--timeout-worker-healthcheck": self.timeout_worker_healthcheck,
+            "--h2-max-concurrent-streams": self.h2_max_concurrent_streams,
+            "--ws-max-size": self.ws_max_size,
+            "--ws-max-queue": self.ws_max_queue,
+        }
+        optional_positive = {
+            "--limit-concurrency": self.limit_concurrency,
+            "--limit-request-body": self.limit_request_body,
+            "--limit-max-requests": self.limit_max_requests,
+            "--workers-max-rss": self.workers_max_rss,
+            "--workers-lifetime": self.workers_lifetime,
+        }
+        for name, value in {**positive, **optional_positive}.items():
+            if value is None and name in optional_positive:
+                continue
+            if value is None or value <= 0:
+                raise ConfigError(f"{name} must be greater than 0; got {value}.")
+        if self.workers < 1:
+            raise ConfigError(f"--workers must be at least 1; got {self.workers}.")
+        if self.limit_max_requests_jitter < 0:
+            raise ConfigError("--limit-max-requests-jitter must not be negative.")
+        if not 65535 <= self.h2_initial_window_size <= 2**31 - 1:
+            raise ConfigError("--h2-initial-window-size must be between 65535 and 2147483647.")
+        if not 16384 <= self.h2_max_frame_size <= 2**24 - 1:
+            raise ConfigError("--h2-max-frame-size must be between 16384 and 16777215.")
+        if self.h2_max_header_list_size < 1024:
+            raise ConfigError("--h2-max-header-list-size must be at least 1024.")
+        if self.ssl_keyfile and not self.ssl_certfile:
+            raise ConfigError("--ssl-keyfile needs --ssl-certfile.")
+        if self.uds and self.fd is not None:
+            raise ConfigError("--uds and --fd cannot be used together.")
+        for entry in self.forwarded_allow_ips:
+            if entry == "*" or entry.startswith("unix:"):
+                continue
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ConfigError(f"--forwarded-allow-ips entry {entry!r} is not an IP address or network.") from None
+
+    @property
+    def log_level_number(self) -> int:
+        """The numeric logging level, whether the setting was given as a name or a number."""
+        if isinstance(self.log_level, int):
+            return self.log_level
+        return LOG_LEVELS[(self.log_level or "info").lower()]
+
+    @property
+    def is_ssl(self) -> bool:
+        return bool(self.ssl_certfile)
+
+    @property
+    def use_subprocess(self) -> bool:
+        """True when a supervisor (several workers or reload) must run instead of one Server."""
+        return self.workers > 1 or self.reload
+
+    def load(self) -> None:
+        """Import the app, wrap its middleware, and build the SSL context; idempotent."""
+        if self.loaded:
+            return
+        if self.app_dir is not None:
+            app_dir = os.path.abspath(self.app_dir)
+            if app_dir not in sys.path:
+                sys.path.insert(0, app_dir)
+        self.ssl = self.create_ssl_context() if self.is_ssl else None
+        try:
+            app = import_from_string(self.app)
+        except ImportFromStringError as exc:
+            raise ConfigError(str(exc)) from None
+        if self.factory:
+            if not callable(app):
+                raise ConfigError(f"--factory given, but {self.app!r} is not callable.")
+            try:
+                app = app()
+            except TypeError as exc:
+                raise ConfigError(f"Error calling the app factory {self.app!r}: {exc}") from None
+        elif inspect.isfunction(app) and not inspect.iscoroutinefunction(app) and _looks_like_factory(app):
+            raise ConfigError(f"{self.app!r} looks like an app factory; pass --factory to call it.")
+        if not callable(app):
+            raise ConfigError(f"{self.app!r} is not an ASGI application (not callable).")
+        if self.proxy_headers:
+            from celeris_asgi.middleware.proxy_headers import ProxyHeadersMiddleware
+
+            app = ProxyHeadersMiddleware(app, trusted_hosts=self.forwarded_allow_ips)
+        self.loaded_app = app
+        self.loaded = True
+
+    def create_ssl_context(self) -> ssl.SSLContext:
+        """A server context with TLS >= 1.2, ALPN h2/http1.1 (per --http) and the h2-safe cipher list."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
+        try:
+            context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile, self.ssl_keyfile_password)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"Cannot load the TLS certificate or key: {exc}.") from None
+        try:
+            context.set_ciphers(self.ssl_ciphers)
+        except ssl.SSLError:
+            raise ConfigError(f"--ssl-ciphers {self.ssl_ciphers!r} selects no usable cipher.") from None
+        context.verify_mode = ssl.VerifyMode(self.ssl_cert_reqs)
+        if self.ssl_ca_certs:
+            try:
+                context.load_verify_locations(self.ssl_ca_certs)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"Cannot load --ssl-ca-certs: {exc}.") from None
+        alpn = {"auto": ["h2", "http/1.1"], "h1": ["http/1.1"], "h2": ["h2"]}[self.http]
+        context.set_alpn_protocols(alpn)
+        return context
+
+    def bind_socket(self) -> socket.socket:
+        """Bind the listening socket (TCP host:port, a unix socket, or an inherited fd)."""
+        if self.fd is not None:
+            try:
+                sock = socket.socket(fileno=self.fd)
+            except OSError as exc:
+                raise ConfigError(f"--fd {self.fd} is not a usable socket: {exc.strerror}.") from None
+            sock.setblocking(False)
+            return sock
+        if self.uds:
+            path = self.uds
+            try:
+                if os.path.exists(path) and stat.S_ISSOCK(os.stat(path).st_mode):
+                    os.remove(path)
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.bind(path)
+                os.chmod(path, 0o666)
+                sock.listen(self.backlog)
+            except OSError as exc:
+                raise ConfigError(f"Cannot bind unix socket {path}: {exc.strerror}.") from None
+            sock.setblocking(False)
+            return sock
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if self.reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            sock.bind((self.host, self.port))
+            sock.listen(self.backlog)
+        except OSError as exc:
+            sock.close()
+            raise ConfigError(f"Cannot bind to {self.host}:{self.port}: {exc.strerror}.") from None
+        sock.setblocking(False)
+        return sock
+
+
+def _as_list(value: list[str] | str | None) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _looks_like_factory(func: Callable[..., Any]) -> bool:
+    """A plain function taking no arguments cannot be an ASGI app; it is almost surely a factory."""
+    try:
+        return not inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return False

@@ -1,0 +1,55 @@
+"""`run()`: the embedding entry point, shared by the command line.
+
+Turns a Config into a running server (one process) or a supervisor (several workers or reload),
+and every start-up failure into one logged line and an exit code instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from celeris_asgi.config import Config, ConfigError
+from celeris_asgi.lifespan import LifespanFailed
+from celeris_asgi.logging import configure_logging, error_logger
+from celeris_asgi.server import Server
+
+EXIT_OK = 0
+EXIT_CONFIG = 1
+EXIT_STARTUP_FAILED = 3
+
+
+def serve_config(config: Config) -> int:
+    """Run what the config asks for; return the process exit code."""
+    try:
+        if config.use_subprocess:
+            if not isinstance(config.app, str):
+                raise ConfigError(
+                    "Pass the application as an import string (\"module:app\") to use workers > 1 or reload."
+                )
+            from celeris_asgi.supervisor import Supervisor
+
+            return Supervisor(config).run()
+        Server(config).run()
+    except ConfigError as exc:
+        error_logger.error("%s", exc)
+        return EXIT_CONFIG
+    except LifespanFailed as exc:
+        error_logger.error("Application startup failed: %s", exc)
+        return EXIT_STARTUP_FAILED
+    except KeyboardInterrupt:
+        pass
+    return EXIT_OK
+
+
+def run(app: Any, **settings: Any) -> None:
+    """Serve `app` (an ASGI app or a "module:attr" string) with the given settings; exits on failure."""
+    try:
+        config = Config(app, **settings)
+        configure_logging(config.log_config, config.log_level_number, config.access_log)
+    except (ConfigError, ValueError) as exc:
+        print(f"celeris: error: {exc}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
+    code = serve_config(config)
+    if code != EXIT_OK:
+        sys.exit(code)

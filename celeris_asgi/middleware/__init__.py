@@ -1,0 +1,1 @@
+"""ASGI middleware that the server wraps around the application (see Config.load)."""

@@ -1,0 +1,605 @@
+"""HTTP/1.1 on httptools: keep-alive, pipelining in strict order, strict request validation.
+
+One protocol object per connection. Parser callbacks build the scope; a RequestCycle runs the
+app; the response head and a complete body go out in one transport.write. Requests that arrive
+pipelined wait in `self.pipeline` and run one after the other, so responses stay in order.
+Timeouts are checked by the server's clock tick (check_timeouts), so the hot path sets a float
+instead of arming a timer per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import deque
+from typing import Any
+from urllib.parse import unquote
+
+import httptools
+
+from celeris_asgi.cycle import RequestCycle
+from celeris_asgi.headers import STATUS_LINES, status_line, validate_header
+from celeris_asgi.logging import AccessLog, error_logger
+from celeris_asgi.protocols.addresses import client_address, server_address
+
+HIGH_WATER = 64 * 1024  # request body bytes buffered for the app before reading pauses
+_ASGI = {"version": "3.0", "spec_version": "2.4"}
+_EXTENSIONS: dict[str, Any] = {"http.response.trailers": {}}
+_HOST_VALUE = re.compile(rb"^[A-Za-z0-9\-._~!$&'()*+,;=:\[\]%]*$")
+_NO_BODY_STATUS = frozenset({204, 304})
+
+# Timeout kinds, checked by check_timeouts().
+_IDLE, _HEADERS, _BODY, _SEND = 0, 1, 2, 3
+
+
+class RequestError(Exception):
+    """A request the server must refuse; carries the HTTP status to answer with."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def _error_response(status: int, reason: str) -> bytes:
+    body = reason.encode("latin-1", "replace")
+    return b"%sconnection: close\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n\r\n%s" % (
+        STATUS_LINES[status],
+        len(body),
+        body,
+    )
+
+
+class HTTP1Protocol(asyncio.Protocol):
+    """One HTTP/1.x connection."""
+
+    def __init__(self, config: Any, state: Any, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.config = config
+        self.state = state
+        self.app = config.loaded_app
+        self.loop = loop or asyncio.get_running_loop()
+        self.access_log = AccessLog(config.access_log_format, config.access_log)
+        self.root_path = config.root_path
+        self.limit_concurrency = config.limit_concurrency
+        self.limit_url = config.limit_request_line
+        self.limit_header_count = config.limit_request_headers
+        self.limit_header_size = config.limit_request_header_size
+        self.limit_head_bytes = self.limit_url + self.limit_header_count * (self.limit_header_size + 4)
+        self.limit_body = config.limit_request_body
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.server: tuple[str, int] | None = None
+        self.client: tuple[str, int] | None = None
+        self.scheme = "http"
+        # request being parsed
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.head_bytes = 0
+        self.in_headers = False
+        self.host_count = 0
+        self.expect_continue = False
+        self.transfer_encoding: bytes | None = None
+        self.upgrade: bytes | None = None
+        self.body_bytes = 0
+        self.parsing: RequestCycle | None = None
+        # response being written
+        self.cycle: RequestCycle | None = None
+        self.pipeline: deque[tuple[RequestCycle, bool]] = deque()
+        self.keep_alive = True
+        self.chunked = False
+        self.no_body = False
+        self.expected_length: int | None = None
+        self.sent_length = 0
+        self.close_after_response = False
+        self.pending_error: bytes | None = None
+        # flow control
+        self.read_paused = False
+        self.write_paused = False
+        self.drain_waiter: asyncio.Future[None] | None = None
+        self.deadline = 0.0
+        self.timeout_kind = _HEADERS
+
+    # ----- connection events ---------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
+        self.transport = transport  # type: ignore[assignment]
+        self.state.connections.add(self)
+        self.server = server_address(transport)
+        self.client = client_address(transport)
+        self.scheme = "https" if transport.get_extra_info("sslcontext") else "http"
+        self.deadline = self.state.now + self.config.timeout_request_header
+        self.timeout_kind = _HEADERS
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.state.connections.discard(self)
+        if self.cycle is not None:
+            self.cycle.feed_disconnect()
+        for cycle, _ in self.pipeline:
+            cycle.feed_disconnect()
+        self.pipeline.clear()
+        if self.parsing is not None and self.parsing is not self.cycle:
+            self.parsing.feed_disconnect()
+        waiter = self.drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        self.transport = None
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        self.deadline = self.state.now + self.config.timeout_send
+        self.timeout_kind = _SEND
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self.deadline = 0.0
+        waiter = self.drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        if self.in_headers:
+            self.head_bytes += len(data)
+            if self.head_bytes > self.limit_head_bytes:
+                self.refuse(431, "Request header fields too large")
+                return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if isinstance(cause, RequestError):
+                self.refuse(cause.status, cause.reason)
+            else:
+                error_logger.error("Error while handling a request", exc_info=cause or exc)
+                self.refuse(500, "Internal Server Error")
+        except httptools.HttpParserUpgrade:
+            self.handle_upgrade()
+        except httptools.HttpParserInvalidMethodError:
+            self.refuse(400, "Invalid HTTP method")
+        except httptools.HttpParserError as exc:
+            message = str(exc)
+            if "HTTP version" in message:
+                self.refuse(505, "HTTP version not supported")
+            else:
+                self.refuse(400, f"Invalid HTTP request: {message}")
+
+    def handle_upgrade(self) -> None:
+        """An Upgrade or CONNECT request. Unsupported kinds are served as plain requests, then closed."""
+        self.keep_alive = False
+        if self.parsing is not None and not self.parsing.body_complete:
+            self.parsing.feed_eof()
+
+    # ----- parser callbacks ----------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self.url = b""
+        self.headers = []
+        self.head_bytes = 0
+        self.in_headers = True
+        self.host_count = 0
+        self.expect_continue = False
+        self.transfer_encoding = None
+        self.upgrade = None
+        self.body_bytes = 0
+        if self.cycle is None:
+            self.deadline = self.state.now + self.config.timeout_request_header
+            self.timeout_kind = _HEADERS
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        if len(self.url) > self.limit_url:
+            raise RequestError(414, "Request-URI too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        headers = self.headers
+        if len(headers) >= self.limit_header_count:
+            raise RequestError(431, "Too many request header fields")
+        if len(name) + len(value) > self.limit_header_size:
+            raise RequestError(431, "Request header field too large")
+        name = name.lower()
+        headers.append((name, value))
+        if name == b"host":
+            self.host_count += 1
+        elif name == b"transfer-encoding":
+            self.transfer_encoding = value if self.transfer_encoding is None else self.transfer_encoding + b"," + value
+        elif name == b"expect":
+            self.expect_continue = value.lower() == b"100-continue"
+        elif name == b"upgrade":
+            self.upgrade = value.lower()
+
+    def on_headers_complete(self) -> None:
+        self.in_headers = False
+        parser = self.parser
+        version = parser.get_http_version()
+        if version != "1.1" and version != "1.0":
+            raise RequestError(505, "HTTP version not supported")
+        self.validate_framing(version)
+        method = parser.get_method().decode("ascii")
+        if method == "CONNECT":
+            raise RequestError(405, "CONNECT is not supported over HTTP/1.1")
+        raw_path, query_string = self.split_target(self.url)
+        try:
+            path = raw_path.decode("ascii")
+        except UnicodeDecodeError:
+            raise RequestError(400, "Invalid characters in request target") from None
+        if "%" in path:
+            path = unquote(path)
+        root_path = self.root_path
+        if root_path:
+            path = root_path + path
+            raw_path = root_path.encode("ascii") + raw_path
+        scope = {
+            "type": "http",
+            "asgi": _ASGI,
+            "http_version": version,
+            "server": self.server,
+            "client": self.client,
+            "scheme": self.scheme,
+            "method": method,
+            "root_path": root_path,
+            "path": path,
+            "raw_path": raw_path,
+            "query_string": query_string,
+            "headers": self.headers,
+            "state": self.state.app_state.copy(),
+            "extensions": _EXTENSIONS,
+        }
+        keep_alive = parser.should_keep_alive() and not self.state.shutting_down
+        expect_continue = self.expect_continue and version == "1.1"
+        start = self.loop.time() if self.access_log.enabled else 0.0
+        cycle = RequestCycle(scope, self, expect_continue, start)
+        self.parsing = cycle
+        self.deadline = self.state.now + self.config.timeout_request_body
+        self.timeout_kind = _BODY
+        if self.cycle is None:
+            self.keep_alive = keep_alive
+            self.start_cycle(cycle)
+        else:
+            # Pipelined: wait for the response in progress; stop reading until it is done.
+            self.pipeline.append((cycle, keep_alive))
+            self.pause_reading()
+
+    def on_body(self, body: bytes) -> None:
+        cycle = self.parsing
+        if cycle is None:
+            return
+        self.body_bytes += len(body)
+        if self.limit_body is not None and self.body_bytes > self.limit_body:
+            raise RequestError(413, "Request body too large")
+        self.deadline = self.state.now + self.config.timeout_request_body
+        if cycle.response_complete or cycle.disconnected:
+            return  # the app is done with this request: discard the rest of its body
+        cycle.feed_body(body)
+        if len(cycle.body) > HIGH_WATER:
+            self.pause_reading()
+
+    def on_message_complete(self) -> None:
+        cycle = self.parsing
+        self.parsing = None
+        if cycle is not None:
+            cycle.feed_eof()
+        if self.cycle is None:
+            self.deadline = self.state.now + self.config.timeout_keep_alive
+            self.timeout_kind = _IDLE
+        elif self.cycle is cycle:
+            self.deadline = 0.0
+
+    # ----- request validation --------------------------------------------------------------
+
+    def validate_framing(self, version: str) -> None:
+        """RFC 9112 section 6 and 3.2: the checks llhttp leaves to us."""
+        if self.transfer_encoding is not None:
+            if version == "1.0":
+                raise RequestError(400, "Transfer-Encoding is not allowed in HTTP/1.0")
+            codings = [c.strip().lower() for c in self.transfer_encoding.split(b",")]
+            if codings != [b"chunked"]:
+                raise RequestError(501, "Unsupported transfer coding")
+        if version == "1.1" and self.host_count != 1:
+            raise RequestError(400, "Missing Host header" if not self.host_count else "Duplicate Host header")
+        if self.host_count:
+            for name, value in self.headers:
+                if name == b"host" and not _HOST_VALUE.match(value):
+                    raise RequestError(400, "Invalid Host header")
+
+    @staticmethod
+    def split_target(url: bytes) -> tuple[bytes, bytes]:
+        """origin-form is the fast path; absolute-form and asterisk-form go through httptools."""
+        if url[:1] == b"/":
+            path, _, query = url.partition(b"?")
+            if b"#" in query:
+                query = query.partition(b"#")[0]
+            return path.partition(b"#")[0], query
+        if url == b"*":
+            return b"*", b""
+        try:
+            parsed = httptools.parse_url(url)
+        except httptools.HttpParserInvalidURLError:
+            raise RequestError(400, "Invalid request target") from None
+        return parsed.path or b"/", parsed.query or b""
+
+    # ----- running requests ----------------------------------------------------------------
+
+    def start_cycle(self, cycle: RequestCycle) -> None:
+        self.cycle = cycle
+        self.chunked = False
+        self.no_body = cycle.scope["method"] == "HEAD"
+        self.expected_length = None
+        self.sent_length = 0
+        self.close_after_response = False
+        state = self.state
+        state.total_requests += 1
+        if self.limit_concurrency is not None and len(state.tasks) >= self.limit_concurrency:
+            error_logger.warning("Exceeded concurrency limit.")
+            cycle.response_started = True
+            cycle.send_error_response(503)
+            self.cycle_done(cycle)
+            return
+        task = self.loop.create_task(cycle.run(self.app))
+        state.tasks.add(task)
+        task.add_done_callback(state.tasks.discard)
+
+    def next_request(self) -> None:
+        """The response in progress is complete: close, or run the next pipelined request."""
+        cycle = self.cycle
+        self.cycle = None
+        transport = self.transport
+        if transport is None:
+            return
+        if cycle is not None and self.access_log.enabled:
+            self.log_access(cycle)
+        if not self.keep_alive or self.close_after_response:
+            transport.close()
+            return
+        if self.pipeline:
+            nxt, keep_alive = self.pipeline.popleft()
+            self.keep_alive = keep_alive and not self.state.shutting_down
+            self.start_cycle(nxt)
+            return
+        if self.pending_error is not None:
+            transport.write(self.pending_error)
+            transport.close()
+            return
+        if self.state.shutting_down:
+            transport.close()
+            return
+        if self.parsing is None:
+            self.deadline = self.state.now + self.config.timeout_keep_alive
+            self.timeout_kind = _IDLE
+        self.resume_reading()
+
+    def log_access(self, cycle: RequestCycle) -> None:
+        duration = self.loop.time() - cycle.start_time
+        self.access_log.log(cycle.scope, cycle.status, cycle.response_headers, cycle.response_bytes, duration)
+
+    def refuse(self, status: int, reason: str) -> None:
+        """Answer a bad request and close; nothing more is read from this connection."""
+        transport = self.transport
+        if transport is None:
+            return
+        error_logger.debug("Refused request: %d %s", status, reason)
+        response = _error_response(status, reason)
+        self.keep_alive = False
+        self.pause_reading()
+        if self.parsing is not None and self.parsing is not self.cycle:
+            self.parsing.feed_disconnect()
+        self.parsing = None
+        if self.cycle is None:
+            transport.write(response)
+            transport.close()
+        else:
+            self.pending_error = response
+            self.close_after_response = False
+            self.pipeline.clear()
+
+    # ----- the cycle's protocol side (see cycle.py) -------------------------------------------
+
+    def write_head(
+        self, cycle: RequestCycle, status: int, headers: list[tuple[bytes, bytes]], body: bytes, more_body: bool
+    ) -> bool:
+        transport = self.transport
+        if transport is None or cycle is not self.cycle:
+            return False
+        parts = [status_line(status), self.state.default_headers.block]
+        expected_length = None
+        chunked = False
+        for name, value in headers:
+            validate_header(name, value)
+            lname = name.lower()
+            if lname == b"content-length":
+                if not value.isdigit() or expected_length is not None:
+                    raise RuntimeError(f"Invalid Content-Length {value!r} in response.")
+                expected_length = int(value)
+            elif lname == b"transfer-encoding":
+                if value.lower() != b"chunked":
+                    raise RuntimeError(f"Unsupported Transfer-Encoding {value!r} in response.")
+                chunked = True
+                continue
+            elif lname == b"connection" and b"close" in value.lower():
+                self.keep_alive = False
+                continue
+            elif lname == b"connection":
+                continue
+            parts.append(b"%s: %s\r\n" % (name, value))
+        no_body = self.no_body or status in _NO_BODY_STATUS or status < 200
+        if no_body:
+            chunked = False
+            if expected_length is None and body and not more_body and self.no_body and status >= 200:
+                parts.append(b"content-length: %d\r\n" % len(body))
+        elif expected_length is None:
+            if not more_body and not cycle.trailers_expected:
+                expected_length = len(body)
+                parts.append(b"content-length: %d\r\n" % expected_length)
+            elif cycle.scope["http_version"] == "1.1":
+                chunked = True
+            else:
+                self.keep_alive = False
+        else:
+            chunked = False
+        if chunked:
+            parts.append(b"transfer-encoding: chunked\r\n")
+        if self.state.shutting_down:
+            self.keep_alive = False
+        if cycle.expect_continue and not cycle.body_complete:
+            self.keep_alive = False  # the client may still send the body we never asked for
+        if not self.keep_alive:
+            parts.append(b"connection: close\r\n")
+        elif cycle.scope["http_version"] == "1.0":
+            parts.append(b"connection: keep-alive\r\n")
+        parts.append(b"\r\n")
+        self.chunked = chunked
+        self.no_body = no_body
+        self.expected_length = expected_length
+        cycle.response_headers = headers
+        if no_body:
+            transport.write(b"".join(parts))
+            if not more_body and not cycle.trailers_expected:
+                self.next_request()
+            return self.write_paused
+        parts.append(self.frame_body(cycle, body, more_body))
+        transport.write(b"".join(parts))
+        if not more_body and not cycle.trailers_expected:
+            self.finish_body(cycle)
+        return self.write_paused
+
+    def frame_body(self, cycle: RequestCycle, body: bytes, more_body: bool) -> bytes:
+        """The body bytes as they go on the wire (chunked or not), counted against Content-Length."""
+        size = len(body)
+        cycle.response_bytes += size
+        if self.chunked:
+            framed = b"%x\r\n%s\r\n" % (size, body) if size else b""
+            if not more_body and not cycle.trailers_expected:
+                framed += b"0\r\n\r\n"
+            return framed
+        self.sent_length += size
+        if self.expected_length is not None and self.sent_length > self.expected_length:
+            error_logger.error("Response content longer than Content-Length.")
+            self.close_after_response = True
+            return body[: size - (self.sent_length - self.expected_length)]
+        return body
+
+    def finish_body(self, cycle: RequestCycle) -> None:
+        if (
+            not self.chunked
+            and self.expected_length is not None
+            and self.sent_length != self.expected_length
+            and not self.no_body
+        ):
+            if self.sent_length < self.expected_length:
+                error_logger.error("Response content shorter than Content-Length.")
+            self.keep_alive = False
+        self.next_request()
+
+    def write_body(self, cycle: RequestCycle, body: bytes, more_body: bool) -> bool:
+        transport = self.transport
+        if transport is None or cycle is not self.cycle:
+            return False
+        if not self.no_body:
+            data = self.frame_body(cycle, body, more_body)
+            if data:
+                transport.write(data)
+        if not more_body and not cycle.trailers_expected:
+            self.finish_body(cycle)
+        return self.write_paused
+
+    def write_trailers(self, cycle: RequestCycle, headers: list[tuple[bytes, bytes]]) -> bool:
+        transport = self.transport
+        if transport is None or cycle is not self.cycle:
+            return False
+        if self.chunked:
+            parts = [b"0\r\n"]
+            for name, value in headers:
+                validate_header(name, value)
+                parts.append(b"%s: %s\r\n" % (name, value))
+            parts.append(b"\r\n")
+            transport.write(b"".join(parts))
+        if cycle.response_complete:
+            self.finish_body(cycle)
+        return self.write_paused
+
+    def write_informational(self, cycle: RequestCycle, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        transport = self.transport
+        if transport is None or cycle is not self.cycle or cycle.scope["http_version"] != "1.1":
+            return
+        parts = [STATUS_LINES[status]]
+        for name, value in headers:
+            validate_header(name, value)
+            parts.append(b"%s: %s\r\n" % (name, value))
+        parts.append(b"\r\n")
+        transport.write(b"".join(parts))
+
+    async def drain(self, cycle: RequestCycle) -> None:
+        if not self.write_paused or self.transport is None:
+            return
+        self.drain_waiter = self.loop.create_future()
+        try:
+            await self.drain_waiter
+        finally:
+            self.drain_waiter = None
+
+    def body_consumed(self, cycle: RequestCycle, nbytes: int) -> None:
+        if self.read_paused and cycle is self.cycle and cycle is self.parsing and len(cycle.body) <= HIGH_WATER:
+            self.resume_reading()
+
+    def abort(self, cycle: RequestCycle) -> None:
+        if self.transport is not None and cycle is self.cycle:
+            self.keep_alive = False
+            self.transport.close()
+
+    def cycle_done(self, cycle: RequestCycle) -> None:
+        if cycle is self.cycle and cycle.response_complete and self.transport is not None:
+            # Answered by send_error_response (500/503) after the head was written: move on.
+            self.next_request()
+
+    # ----- flow control, timeouts, shutdown ---------------------------------------------------
+
+    def pause_reading(self) -> None:
+        if not self.read_paused and self.transport is not None:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.read_paused and self.transport is not None:
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    def check_timeouts(self, now: float) -> None:
+        """Called by the server tick: enforce header, body, keep-alive and send timeouts."""
+        deadline = self.deadline
+        if not deadline or now < deadline or self.transport is None:
+            return
+        kind = self.timeout_kind
+        if kind == _SEND:
+            if self.write_paused:
+                error_logger.info("Closing a connection whose client stopped reading (--timeout-send).")
+                self.transport.abort()
+            return
+        if kind == _IDLE:
+            if self.cycle is None and self.parsing is None and not self.in_headers:
+                self.transport.close()
+            return
+        if kind == _HEADERS:
+            if self.in_headers:
+                self.refuse(408, "Request header timeout")
+            elif self.cycle is None and self.parsing is None:
+                self.transport.close()  # connected but never sent a byte
+            return
+        if kind == _BODY and self.parsing is not None and not self.read_paused:
+            cycle = self.parsing
+            cycle.feed_disconnect()
+            self.deadline = 0.0
+            if cycle.response_started:
+                self.transport.close()
+            else:
+                self.parsing = None
+                self.refuse(408, "Request body timeout")
+
+    def shutdown(self) -> None:
+        """Graceful shutdown: close when idle, otherwise after the response in progress."""
+        transport = self.transport
+        if transport is None:
+            return
+        self.keep_alive = False
+        if self.cycle is None and self.parsing is None:
+            transport.close()

@@ -1,0 +1,189 @@
+"""Server: one event loop, its listeners, lifespan, the clock tick and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from celeris_asgi.config import Config
+from celeris_asgi.headers import DefaultHeaders
+from celeris_asgi.lifespan import Lifespan
+from celeris_asgi.logging import error_logger
+from celeris_asgi.protocols.detect import ProtocolDetector
+from celeris_asgi.state import ServerState
+
+TICK = 0.1  # seconds between clock ticks: should_exit polling, Date refresh, timeouts
+HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def new_event_loop(loop_setting: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    """The loop factory for --loop: uvloop when asked or when "auto" finds it installed."""
+    if loop_setting in ("auto", "uvloop"):
+        try:
+            import uvloop
+        except ImportError:
+            if loop_setting == "uvloop":
+                raise
+        else:
+            return uvloop.new_event_loop
+    return asyncio.new_event_loop
+
+
+class Server:
+    """Serves one app on one event loop until `should_exit` is set (or a signal arrives)."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.should_exit = False
+        self.force_exit = False
+        self.started = False
+        self.servers: list[asyncio.base_events.Server] = []
+        self.state = ServerState(DefaultHeaders(config.server_header, config.date_header, config.headers))
+        self.max_requests: int | None = None
+        if config.limit_max_requests is not None:
+            self.max_requests = config.limit_max_requests + random.randint(0, config.limit_max_requests_jitter)
+        self.last_notified = 0.0
+        self.started_at = 0.0
+
+    @property
+    def total_requests(self) -> int:
+        return self.state.total_requests
+
+    def run(self, sockets: list[socket.socket] | None = None) -> None:
+        """The synchronous entry point: a fresh event loop per --loop, served until exit."""
+        with asyncio.Runner(loop_factory=new_event_loop(self.config.loop)) as runner:
+            runner.run(self.serve(sockets=sockets))
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        """Start up, serve until told to stop, then shut down gracefully."""
+        config = self.config
+        config.load()
+        lifespan = Lifespan(config.loaded_app, config.lifespan, self.state.app_state)
+        with self.capture_signals():
+            await lifespan.startup()
+            if self.should_exit:
+                return
+            await self.startup(sockets)
+            try:
+                await self.main_loop()
+            finally:
+                await self.shutdown()
+                await lifespan.shutdown()
+
+    async def startup(self, sockets: list[socket.socket] | None) -> None:
+        config = self.config
+        loop = asyncio.get_running_loop()
+        state = self.state
+
+        def factory() -> asyncio.Protocol:
+            return ProtocolDetector(config, state, loop)
+
+        if sockets is None:
+            sockets = [config.bind_socket()]
+        for sock in sockets:
+            server = await loop.create_server(factory, sock=sock, ssl=config.ssl, backlog=config.backlog)
+            self.servers.append(server)
+        self.started = True
+        self.started_at = time.monotonic()
+        for sock in sockets:
+            self.log_listening(sock)
+
+    def log_listening(self, sock: socket.socket) -> None:
+        scheme = "https" if self.config.ssl else "http"
+        if sock.family == socket.AF_UNIX:
+            error_logger.info("Celeris running on unix socket %s (Press CTRL+C to quit)", sock.getsockname())
+            return
+        host, port = sock.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        error_logger.info("Celeris running on %s://%s:%d (Press CTRL+C to quit)", scheme, shown, port)
+
+    async def main_loop(self) -> None:
+        state = self.state
+        ticks = 0
+        while not self.should_exit:
+            await asyncio.sleep(TICK)
+            ticks += 1
+            now = time.monotonic()
+            state.now = now
+            state.default_headers.tick()
+            if ticks % 5 == 0:
+                for conn in list(state.connections):
+                    conn.check_timeouts(now)
+            if self.max_requests is not None and state.total_requests >= self.max_requests:
+                error_logger.warning("Maximum request limit of %d exceeded. Terminating process.", self.max_requests)
+                self.should_exit = True
+            self.notify(now)
+
+    def notify(self, now: float) -> None:
+        """Heartbeat for a supervising process (the gunicorn worker), at most every timeout_notify/2."""
+        callback = self.config.callback_notify
+        if callback is not None and now - self.last_notified > self.config.timeout_notify / 2:
+            self.last_notified = now
+            callback()
+
+    async def shutdown(self) -> None:
+        """Stop accepting, close idle connections, let requests finish, cancel what is left."""
+        state = self.state
+        state.shutting_down = True
+        for server in self.servers:
+            server.close()
+        for conn in list(state.connections):
+            conn.shutdown()
+        deadline = time.monotonic() + self.config.timeout_graceful_shutdown
+        if state.connections and not self.force_exit:
+            error_logger.info("Waiting for connections to close. (CTRL+C to force quit)")
+        while (state.connections or state.tasks) and not self.force_exit and time.monotonic() < deadline:
+            await asyncio.sleep(TICK)
+            state.now = time.monotonic()
+            for conn in list(state.connections):
+                conn.check_timeouts(state.now)
+        if state.connections or state.tasks:
+            if not self.force_exit:
+                error_logger.warning("Graceful shutdown timed out; cancelling what is left.")
+            for task in list(state.tasks):
+                task.cancel()
+            for conn in list(state.connections):
+                transport = getattr(conn, "transport", None)
+                if transport is not None:
+                    transport.abort()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*state.tasks, return_exceptions=True), 1.0)
+        for server in self.servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 1.0)
+        if self.config.uds and os.path.exists(self.config.uds):
+            with contextlib.suppress(OSError):
+                os.remove(self.config.uds)
+
+    def handle_exit(self, sig: int, frame: Any = None) -> None:
+        if self.should_exit:
+            self.force_exit = True
+        self.should_exit = True
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Any:
+        """SIGINT/SIGTERM set should_exit (twice: force_exit); only in the main thread."""
+        if not self.config.install_signal_handlers or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        loop = asyncio.get_running_loop()
+        installed = []
+        for sig in HANDLED_SIGNALS:
+            try:
+                loop.add_signal_handler(sig, self.handle_exit, sig, None)
+                installed.append(sig)
+            except (NotImplementedError, RuntimeError):  # pragma: no cover - non-unix loops
+                signal.signal(sig, self.handle_exit)
+        try:
+            yield
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)

@@ -1,0 +1,179 @@
+"""Shared fixtures: a real server on 127.0.0.1 (port 0) on its own thread, raw sockets, the CLI."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from celeris_asgi.config import Config
+from celeris_asgi.server import Server
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class RunningServer:
+    server: Server
+    config: Config
+    port: int
+    thread: threading.Thread
+    scheme: str = "http"
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    def stop(self, timeout: float = 15) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "server thread did not stop"
+
+
+@contextlib.contextmanager
+def running_server(app: Any, **settings: Any) -> Iterator[RunningServer]:
+    """Start a Server for `app` on a free port in a thread; stop it (gracefully) afterwards."""
+    settings.setdefault("log_level", "warning")
+    settings.setdefault("lifespan", "auto")
+    config = Config(app, host="127.0.0.1", port=0, install_signal_handlers=False, **settings)
+    config.load()
+    sock = config.bind_socket()
+    port = sock.getsockname()[1]
+    server = Server(config)
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            server.run(sockets=[sock])
+        except BaseException as exc:  # surfaced to the test below
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, name="celeris-test-server", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and not errors and thread.is_alive():
+        if time.monotonic() > deadline:
+            raise TimeoutError("server did not start")
+        time.sleep(0.01)
+    if errors:
+        raise errors[0]
+    running = RunningServer(server, config, port, thread, "https" if config.ssl else "http")
+    try:
+        yield running
+    finally:
+        if thread.is_alive():
+            running.stop()
+        sock.close()
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., RunningServer]]:
+    """`serve(app, **settings)` starts a real server; every server is stopped at test end."""
+    stack = contextlib.ExitStack()
+
+    def start(app: Any, **settings: Any) -> RunningServer:
+        return stack.enter_context(running_server(app, **settings))
+
+    with stack:
+        yield start
+
+
+def raw_exchange(port: int, data: bytes, timeout: float = 3.0, wait_close: bool = True) -> bytes:
+    """Send raw bytes; read until the server closes (or, with wait_close False, until quiet)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        chunks = []
+        sock.settimeout(timeout if wait_close else 0.5)
+        with contextlib.suppress(TimeoutError, ConnectionResetError):
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def response_status(raw: bytes) -> int:
+    """The status code of the first response in raw bytes."""
+    match = re.match(rb"HTTP/1\.[01] (\d{3})", raw)
+    assert match, f"not an HTTP response: {raw[:80]!r}"
+    return int(match.group(1))
+
+
+@dataclass
+class CliProcess:
+    proc: subprocess.Popen[bytes]
+    port: int | None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def start_cli(*args: str, env: dict[str, str] | None = None, wait_ready: bool = True, timeout: float = 15) -> CliProcess:
+    """Run `python -m celeris_asgi ARGS` from the repo root; read the port from its log line."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celeris_asgi", *args],
+        cwd=ROOT,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    if not wait_ready:
+        return CliProcess(proc, None)
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        match = re.search(rb"running on https?://[^:]+:(\d+)", line)
+        if match:
+            return CliProcess(proc, int(match.group(1)))
+    stop_process(proc)
+    raise AssertionError(f"celeris did not start: {b''.join(seen).decode(errors='replace')}")
+
+
+def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+    """Signal the process group and wait; kill it if it does not exit in time."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+    return proc.returncode
+
+
+@pytest.fixture
+def cli() -> Iterator[Callable[..., CliProcess]]:
+    """`cli(*args)` starts the command line as a subprocess; all are stopped at test end."""
+    procs: list[CliProcess] = []
+
+    def start(*args: str, **kwargs: Any) -> CliProcess:
+        process = start_cli(*args, **kwargs)
+        procs.append(process)
+        return process
+
+    yield start
+    for process in procs:
+        stop_process(process.proc)
