@@ -7,7 +7,6 @@ worker all agree. A bad value raises `ConfigError` with one line a user can act 
 from __future__ import annotations
 
 import inspect
-import ipaddress
 import logging
 import os
 import socket
@@ -291,13 +290,12 @@ class Config:
             raise ConfigError("--ssl-keyfile needs --ssl-certfile.")
         if self.uds and self.fd is not None:
             raise ConfigError("--uds and --fd cannot be used together.")
-        for entry in self.forwarded_allow_ips:
-            if entry == "*" or entry.startswith("unix:"):
-                continue
-            try:
-                ipaddress.ip_network(entry, strict=False)
-            except ValueError:
-                raise ConfigError(f"--forwarded-allow-ips entry {entry!r} is not an IP address or network.") from None
+        from celeris_asgi.middleware.proxy_headers import TrustedHosts
+
+        try:
+            TrustedHosts(self.forwarded_allow_ips)
+        except ValueError as exc:
+            raise ConfigError(f"--forwarded-allow-ips: {exc}") from None
 
     @property
     def log_level_number(self) -> int:

@@ -1,7 +1,8 @@
 """ProxyHeadersMiddleware: what a trusted proxy says about the client reaches the app; nobody else's word.
 
-The middleware is a pure scope transformation, so these tests call it directly with hand-built scopes,
-table by table. Names cite RFC 7239 sections or the deployment story the behaviour serves.
+The middleware is a pure scope transformation, so most tests call it directly with hand-built scopes,
+table by table; the last ones run it inside the real server. Names cite RFC 7239 sections or the
+deployment story the behaviour serves.
 """
 
 from __future__ import annotations
@@ -9,9 +10,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import httpx
 import pytest
 
 from celeris_asgi.middleware.proxy_headers import ProxyHeadersMiddleware
+from tests.apps import scope_json
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -85,6 +88,7 @@ TRUST_TABLE = [
     ("star_trusts_everyone", "*", ("203.0.113.5", 1), True),
     ("star_trusts_unix_socket_peer", "*", None, True),
     ("unix_literal_trusts_unix_socket_peer", "unix:", None, True),
+    ("unix_with_socket_path_trusts_unix_socket_peer", "127.0.0.1, unix:/run/app.sock", None, True),
     ("unix_socket_peer_untrusted_by_default", "127.0.0.1", None, False),
     ("unix_literal_does_not_trust_tcp_peers", "unix:", ("127.0.0.1", 1), False),
     ("empty_config_trusts_nobody", "", ("127.0.0.1", 1), False),
@@ -417,3 +421,57 @@ def test_flood_of_distinct_addresses_keeps_trust_cache_bounded() -> None:
         middleware.trusted.judge(f"10.{i // 65536}.{i // 256 % 256}.{i % 256}")
     assert 0 < len(middleware.trusted._cache) <= 1024
     assert middleware.trusted.judge("127.0.0.1") == (True, ("127.0.0.1", 0))
+
+
+# --- end to end: the real server wraps the app when proxy_headers is on ---------------------------------
+
+E2E_TABLE = [
+    # (id, forwarded_allow_ips, request headers, client, scheme, Host the app sees; None: as sent)
+    (
+        "nginx_style_x_forwarded_headers_from_trusted_proxy",
+        "127.0.0.1",
+        {
+            "x-forwarded-for": "6.6.6.6, 203.0.113.7",
+            "x-forwarded-proto": "https",
+            "x-forwarded-host": "a.example",
+        },
+        ["203.0.113.7", 0],
+        "https",
+        "a.example",
+    ),
+    (
+        "rfc7239_forwarded_from_trusted_proxy",
+        "127.0.0.1",
+        {"forwarded": 'for="[2001:db8::17]:4711";proto=https;host=a.example'},
+        ["2001:db8::17", 4711],
+        "https",
+        "a.example",
+    ),
+    (
+        "headers_from_an_untrusted_peer_are_ignored",
+        "10.0.0.0/8",
+        {"x-forwarded-for": "203.0.113.7", "x-forwarded-proto": "https", "forwarded": "for=203.0.113.7"},
+        None,
+        "http",
+        None,
+    ),
+]
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize(("allow", "headers", "client", "scheme", "host"), cases(E2E_TABLE))
+def test_app_behind_proxy_sees_forwarded_client_scheme_and_host(
+    serve: Any, allow: str, headers: dict[str, str], client: Any, scheme: str, host: str | None
+) -> None:
+    server = serve(scope_json, proxy_headers=True, forwarded_allow_ips=allow)
+    with httpx.Client(trust_env=False, timeout=5) as http:
+        response = http.get(server.url + "/", headers=headers)
+    assert response.status_code == 200
+    scope = response.json()
+    if client is None:  # untouched: the real loopback peer
+        assert scope["client"][0] == "127.0.0.1" and scope["client"][1] > 0
+    else:
+        assert scope["client"] == client
+    assert scope["scheme"] == scheme
+    hosts = [value for name, value in scope["headers"] if name == "host"]
+    assert hosts == [host or f"127.0.0.1:{server.port}"]

@@ -20,9 +20,10 @@ proxy that met the client). X-Forwarded-Proto/Host lists are matched to X-Forwar
 position when their lengths agree, otherwise their rightmost entry (written by the nearest proxy) is used.
 A value that does not parse is ignored: that part of the scope stays as it was.
 
-Trusted hosts: IP addresses, CIDR networks, ``*`` (everyone) and ``unix:`` (peers without an address,
-i.e. ``client`` None: unix-socket connections; ``*`` includes them). IPv4-mapped IPv6 peers match IPv4
-entries. Anything else raises ValueError when the middleware is built.
+Trusted hosts: IP addresses, CIDR networks, ``*`` (everyone) and ``unix:`` (optionally followed by the
+socket path: peers without an address, i.e. ``client`` None, which is how unix-socket connections are
+reported; ``*`` includes them). IPv4-mapped IPv6 peers match IPv4 entries. Anything else raises
+ValueError when the middleware is built.
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-Client = tuple[str, int] | None
 
 _PROXIED_TYPES = ("http", "websocket")
 _WATCHED = frozenset((b"forwarded", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"))
@@ -82,7 +82,7 @@ class TrustedHosts:
                 continue
             if entry == "*":
                 self.trust_all = True
-            elif entry == "unix:":
+            elif entry.startswith("unix:"):
                 self.trust_unix = True
             elif "/" in entry:
                 networks.append(_parse_network(entry))
@@ -245,18 +245,17 @@ def _parse_forwarded(value: str) -> list[dict[str, str]] | None:
             if value[pos:].strip(" \t,;"):
                 return None
             break  # only separators left
-        separators = pair[1]
+        separators, name, quoted, plain = pair.groups()
         if pos and not separators:  # two pairs with only whitespace between them
             return None
         if element and "," in separators:
             elements.append(element)
             element = {}
-        name = pair[2].lower()
+        name = name.lower()
         if name in element:  # "each parameter MUST NOT occur more than once per forwarded-element"
             return None
-        quoted = pair[3]
         if quoted is None:
-            element[name] = pair[4]
+            element[name] = plain
         else:
             element[name] = _QUOTED_PAIR.sub(r"\1", quoted) if "\\" in quoted else quoted
         pos = pair.end()
