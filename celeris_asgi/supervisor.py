@@ -1,0 +1,562 @@
+"""The prefork master: binds the listening sockets once, forks N workers, watches and replaces them.
+
+The master never imports the app and never creates an event loop, so forking stays safe and
+--reload can pick up new code in every new worker. It is a small select() loop over one pipe per
+worker (messages in worker_process), a signal wake-up pipe and, with --reload, the watcher's pipe.
+
+Everything the master does to its workers comes out of `reconcile()`, which compares the workers it
+has with the ones it wants: `target` of them (SIGTTIN/SIGTTOU), all of the current `generation`
+(SIGHUP and file changes bump it) and none asking to retire (recycling limits). Replacing is
+start-then-stop, one worker at a time: the replacement is forked, and only once it reports READY
+does the old worker get SIGTERM, so the port is never without a worker and no request is dropped.
+
+Workers that die are replaced with an exponential back-off. A worker that cannot start while no
+worker is serving (an import error, a failing lifespan startup) stops the supervisor with that
+worker's exit code instead of restarting forever; with --reload it waits for the next file change.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import signal
+import socket
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from celeris_asgi.config import Config, ConfigError
+from celeris_asgi.logging import error_logger
+from celeris_asgi.worker_process import (
+    HEARTBEAT,
+    READY,
+    RETIRE_REASONS,
+    STOPPING,
+    reset_signals,
+    run_worker,
+)
+
+if TYPE_CHECKING:
+    from celeris_asgi.reload import Watcher
+
+POLL_INTERVAL = 0.2  # seconds; signals, worker messages and exits wake the loop at once
+KILL_MARGIN = 2.0  # seconds past --timeout-graceful-shutdown before a stopping worker gets SIGKILL
+QUICK_STOP_GRACE = 3.0  # seconds a worker gets after SIGQUIT before SIGKILL
+BACKOFF_BASE = 0.5  # seconds; doubled for each further consecutive worker failure
+BACKOFF_MAX = 10.0
+BACKOFF_RESET = 10.0  # a worker that served this long before dying starts the back-off afresh
+MIGRATE_REQ = "/proc/sys/net/ipv4/tcp_migrate_req"
+MASTER_SIGNALS = (
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGQUIT,
+    signal.SIGHUP,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+    signal.SIGCHLD,
+)
+
+
+@dataclass(eq=False)
+class Worker:
+    """What the master knows about one worker process."""
+
+    pid: int
+    fd: int
+    generation: int
+    started: float
+    ready: bool = False
+    ready_at: float = 0.0
+    last_beat: float = 0.0
+    stopping: bool = False
+    stop_deadline: float = 0.0
+    killed: bool = False
+    retire: bytes | None = None
+    replaces: int | None = None  # pid of the worker this one takes over from once READY
+
+    @property
+    def name(self) -> str:
+        return f"worker [{self.pid}]"
+
+
+def plural(count: int) -> str:
+    return f"{count} worker{'' if count == 1 else 's'}"
+
+
+def describe_exit(status: int) -> str:
+    code = os.waitstatus_to_exitcode(status)
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+class Supervisor:
+    """Runs `config.workers` worker processes on shared (or SO_REUSEPORT) sockets until stopped."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.pid = os.getpid()
+        self.target = config.workers
+        self.generation = 0
+        self.workers: dict[int, Worker] = {}
+        self.sockets: list[socket.socket] = []
+        self.signals: deque[int] = deque()
+        self.selector: selectors.BaseSelector | None = None
+        self.wakeup: tuple[int, int] = (-1, -1)
+        self.watcher: Watcher | None = None
+        self.stopping = False
+        self.exit_code = 0
+        self.paused = False  # --reload: no worker could start; wait for a file change
+        self.failures = 0
+        self.next_spawn = 0.0
+
+    # ----- life of the master -------------------------------------------------------------
+
+    def run(self) -> int:
+        """Bind, fork the workers and supervise them until a stop signal; return the exit code."""
+        if not hasattr(os, "fork"):
+            raise ConfigError("Several workers and --reload need os.fork (Linux, macOS, BSD).")
+        if threading.current_thread() is not threading.main_thread():
+            raise ConfigError(
+                "Several workers or --reload need the main thread: the supervisor handles signals."
+            )
+        config = self.config
+        if config.reload:
+            from celeris_asgi import reload
+
+            reload.check_available()
+            self.watcher = reload.Watcher(config)
+        self.bind()
+        self.selector = selectors.DefaultSelector()
+        self.wakeup = os.pipe()
+        for fd in self.wakeup:
+            os.set_blocking(fd, False)
+        self.selector.register(self.wakeup[0], selectors.EVENT_READ, "wakeup")
+        previous = self.install_signals()
+        try:
+            self.write_pid_file()
+            if self.watcher is not None:
+                self.watcher.start(lambda child: self.fork(child, keep_sockets=False))
+                self.selector.register(self.watcher.fd, selectors.EVENT_READ, "watcher")
+                error_logger.info("Watching %s for changes.", ", ".join(map(str, self.watcher.dirs)))
+            error_logger.info(
+                "Started supervisor process [%d]: %s on %s",
+                self.pid,
+                plural(self.target),
+                self.describe_listeners(),
+            )
+            self.main_loop()
+        finally:
+            self.cleanup(previous)
+        error_logger.info("Finished supervisor process [%d]", self.pid)
+        return self.exit_code
+
+    def bind(self) -> None:
+        """Bind once in the master: a port in use is one clear error, privileged ports work."""
+        config = self.config
+        if config.reuse_port and (config.uds or config.fd is not None):
+            error_logger.warning("--reuse-port applies to --host/--port only; the workers share the socket.")
+            config.reuse_port = False
+        if not config.reuse_port:
+            self.sockets = [config.bind_socket()]
+            return
+        # Each worker binds its own SO_REUSEPORT socket. The master only holds the port (bound,
+        # never listening, so the kernel hands it no connections) and learns the port for --port 0.
+        family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            sock.bind((config.host, config.port))
+        except OSError as exc:
+            sock.close()
+            raise ConfigError(f"Cannot bind to {config.host}:{config.port}: {exc.strerror}.") from None
+        config.port = sock.getsockname()[1]
+        self.sockets = [sock]
+        with contextlib.suppress(OSError), open(MIGRATE_REQ, encoding="ascii") as file:
+            if file.read().strip() == "0":
+                error_logger.warning(
+                    "--reuse-port: connections queued at a stopping worker are reset (restarts, recycling); "
+                    "sysctl net.ipv4.tcp_migrate_req=1 (Linux 5.14+) hands them to the other workers."
+                )
+
+    def describe_listeners(self) -> str:
+        config = self.config
+        if config.uds:
+            return f"unix socket {config.uds}"
+        if config.fd is not None:
+            return f"inherited socket fd {config.fd}"
+        scheme = "https" if config.is_ssl else "http"
+        host = f"[{config.host}]" if ":" in config.host else config.host
+        mode = " (SO_REUSEPORT: one socket per worker)" if config.reuse_port else ""
+        return f"{scheme}://{host}:{config.port}{mode}"
+
+    def write_pid_file(self) -> None:
+        if self.config.pid_file:
+            try:
+                Path(self.config.pid_file).write_text(f"{self.pid}\n", encoding="ascii")
+            except OSError as exc:
+                raise ConfigError(
+                    f"Cannot write --pid-file {self.config.pid_file!r}: {exc.strerror}."
+                ) from None
+
+    def install_signals(self) -> dict[int, Any]:
+        previous = {sig: signal.signal(sig, self.on_signal) for sig in MASTER_SIGNALS}
+        previous[-1] = signal.set_wakeup_fd(self.wakeup[1], warn_on_full_buffer=False)
+        return previous
+
+    def on_signal(self, sig: int, frame: Any) -> None:
+        self.signals.append(sig)
+
+    def main_loop(self) -> None:
+        assert self.selector is not None
+        self.reconcile(time.monotonic())
+        while True:
+            for key, _ in self.selector.select(POLL_INTERVAL):
+                if key.data == "wakeup":
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(self.wakeup[0], 4096)
+                elif key.data == "watcher":
+                    self.on_watcher()
+                else:
+                    self.on_messages(key.data)
+            self.handle_signals()
+            self.reap()
+            if self.stopping and not self.workers:
+                return
+            now = time.monotonic()
+            self.check_workers(now)
+            self.reconcile(now)
+
+    def cleanup(self, previous: dict[int, Any]) -> None:
+        """Leave nothing behind, whatever way the loop ended."""
+        for worker in list(self.workers.values()):
+            self.kill(worker, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(worker.pid, 0)
+            self.release(worker)
+        self.workers.clear()
+        if self.watcher is not None:
+            self.watcher.stop()
+        signal.set_wakeup_fd(previous.pop(-1))
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if self.selector is not None:
+            self.selector.close()
+        for fd in self.wakeup:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        for sock in self.sockets:
+            sock.close()
+        config = self.config
+        if config.uds and os.path.exists(config.uds):
+            with contextlib.suppress(OSError):
+                os.remove(config.uds)
+        if config.pid_file:
+            with contextlib.suppress(OSError):
+                if Path(config.pid_file).read_text(encoding="ascii").strip() == str(self.pid):
+                    os.remove(config.pid_file)
+
+    # ----- processes ----------------------------------------------------------------------
+
+    def fork(self, child: Callable[[], int], keep_sockets: bool) -> int:
+        """Fork; the child drops the master's signals and descriptors, runs `child`, and exits."""
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid:
+            return pid
+        code = 1
+        try:
+            reset_signals()
+            self.close_in_child(keep_sockets)
+            code = child()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:
+            error_logger.exception("Worker process failed")
+        finally:
+            with contextlib.suppress(Exception):
+                sys.stdout.flush()
+                sys.stderr.flush()
+            os._exit(code)
+
+    def close_in_child(self, keep_sockets: bool) -> None:
+        if self.selector is not None:
+            self.selector.close()
+        fds = [*self.wakeup, *(w.fd for w in self.workers.values())]
+        if self.watcher is not None:
+            fds.append(self.watcher.fd)
+        for fd in fds:
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        if not keep_sockets:
+            for sock in self.sockets:
+                sock.close()
+
+    def spawn(self, replaces: Worker | None = None) -> Worker:
+        read_fd, write_fd = os.pipe()
+        config, sockets, ppid = self.config, self.sockets, self.pid
+
+        def child() -> int:
+            os.close(read_fd)
+            return run_worker(config, sockets, write_fd, ppid)
+
+        pid = self.fork(child, keep_sockets=not config.reuse_port)
+        os.close(write_fd)
+        os.set_blocking(read_fd, False)
+        worker = Worker(pid, read_fd, self.generation, time.monotonic())
+        if replaces is not None:
+            worker.replaces = replaces.pid
+            error_logger.info("Started %s to replace %s", worker.name, replaces.name)
+        else:
+            error_logger.info("Started %s", worker.name)
+        self.workers[pid] = worker
+        assert self.selector is not None
+        self.selector.register(read_fd, selectors.EVENT_READ, worker)
+        return worker
+
+    def kill(self, worker: Worker, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(worker.pid, sig)
+
+    def stop_worker(self, worker: Worker, reason: str) -> None:
+        """SIGTERM: the worker stops accepting, finishes its requests and exits."""
+        if worker.stopping:
+            return
+        error_logger.info("Stopping %s (%s)", worker.name, reason)
+        worker.stopping = True
+        worker.stop_deadline = time.monotonic() + self.config.timeout_graceful_shutdown + KILL_MARGIN
+        self.kill(worker, signal.SIGTERM)
+
+    def release(self, worker: Worker) -> None:
+        if worker.fd >= 0:
+            if self.selector is not None:
+                with contextlib.suppress(KeyError, ValueError):
+                    self.selector.unregister(worker.fd)
+            os.close(worker.fd)
+            worker.fd = -1
+
+    # ----- events -------------------------------------------------------------------------
+
+    def on_messages(self, worker: Worker) -> None:
+        try:
+            data = os.read(worker.fd, 512)
+        except BlockingIOError:
+            return
+        if not data:
+            self.release(worker)  # the worker has exited; reap() collects it
+            return
+        now = time.monotonic()
+        for code in data:
+            message = bytes((code,))
+            if message == HEARTBEAT:
+                worker.last_beat = now
+            elif message == READY:
+                self.on_ready(worker, now)
+            elif message == STOPPING:
+                if not worker.stopping:
+                    error_logger.info(
+                        "%s received a stop signal and is shutting down", worker.name.capitalize()
+                    )
+                    worker.stopping = True
+                    worker.stop_deadline = now + self.config.timeout_graceful_shutdown + KILL_MARGIN
+            elif message in RETIRE_REASONS and worker.retire is None:
+                worker.retire = message
+                error_logger.info("%s %s; replacing it", worker.name.capitalize(), RETIRE_REASONS[message])
+
+    def on_ready(self, worker: Worker, now: float) -> None:
+        worker.ready = True
+        worker.ready_at = worker.last_beat = now
+        self.paused = False  # --reload: one worker started after all, so the others may too
+        error_logger.info("%s is serving", worker.name.capitalize())
+        old = self.workers.get(worker.replaces) if worker.replaces is not None else None
+        worker.replaces = None
+        if old is not None:
+            self.stop_worker(old, f"replaced by {worker.name}")
+
+    def on_watcher(self) -> None:
+        assert self.watcher is not None and self.selector is not None
+        batches = self.watcher.read()
+        if batches is None:
+            error_logger.error("The --reload watcher has exited; file changes are no longer watched.")
+            self.selector.unregister(self.watcher.fd)
+            self.watcher.stop()
+            self.watcher = None
+            return
+        if not batches or self.stopping:
+            return
+        paths = sorted({path for batch in batches for path in batch if path})
+        shown = ", ".join(repr(p) for p in paths[:5]) + (
+            f" and {len(paths) - 5} more" if len(paths) > 5 else ""
+        )
+        error_logger.warning("Detected changes in %s; restarting the workers.", shown)
+        self.generation += 1
+        self.paused = False
+        self.failures = 0
+        self.next_spawn = 0.0
+
+    def handle_signals(self) -> None:
+        while self.signals:
+            sig = self.signals.popleft()
+            if sig == signal.SIGCHLD:
+                continue  # reap() runs on every pass of the loop
+            name = signal.Signals(sig).name
+            if sig in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT):
+                if sig == signal.SIGQUIT or self.stopping:
+                    self.quick_stop(name)
+                else:
+                    self.begin_stop(name)
+            elif self.stopping:
+                continue
+            elif sig == signal.SIGHUP:
+                error_logger.info("Received SIGHUP: restarting the workers one at a time.")
+                self.generation += 1
+                self.paused = False
+            elif sig == signal.SIGTTIN:
+                self.target += 1
+                error_logger.info("Received SIGTTIN: %s wanted.", plural(self.target))
+            elif sig == signal.SIGTTOU:
+                if self.target > 1:
+                    self.target -= 1
+                    error_logger.info("Received SIGTTOU: %s wanted.", plural(self.target))
+                else:
+                    error_logger.info("Received SIGTTOU: keeping the last worker.")
+
+    def begin_stop(self, reason: str) -> None:
+        if self.stopping:
+            return
+        error_logger.info("Shutting down (%s): stopping %s.", reason, plural(len(self.workers)))
+        self.stopping = True
+        for worker in list(self.workers.values()):
+            self.stop_worker(worker, "shutdown")
+
+    def quick_stop(self, name: str) -> None:
+        """A second stop signal (or SIGQUIT): workers cut their requests short and exit now."""
+        self.begin_stop(name)
+        error_logger.info("Received %s: stopping the workers quickly.", name)
+        deadline = time.monotonic() + QUICK_STOP_GRACE
+        for worker in self.workers.values():
+            # SIGQUIT reaches the worker's handler once it serves; before that it would dump core.
+            self.kill(worker, signal.SIGQUIT if worker.ready else signal.SIGKILL)
+            worker.stop_deadline = min(worker.stop_deadline, deadline)
+
+    def reap(self) -> None:
+        for worker in list(self.workers.values()):
+            try:
+                pid, status = os.waitpid(worker.pid, os.WNOHANG)
+            except ChildProcessError:
+                pid, status = worker.pid, 0
+            if pid:
+                del self.workers[worker.pid]
+                self.release(worker)
+                self.on_exit(worker, status)
+
+    def on_exit(self, worker: Worker, status: int) -> None:
+        how = describe_exit(status)
+        now = time.monotonic()
+        if worker.stopping:
+            error_logger.info("%s stopped (%s)", worker.name.capitalize(), how)
+        elif worker.ready:
+            error_logger.error("%s died (%s); starting a replacement", worker.name.capitalize(), how)
+            self.note_failure(now, now - worker.ready_at)
+        else:
+            self.on_startup_failure(worker, status, how, now)
+
+    def on_startup_failure(self, worker: Worker, status: int, how: str, now: float) -> None:
+        error_logger.error("%s failed to start (%s)", worker.name.capitalize(), how)
+        old = self.workers.get(worker.replaces) if worker.replaces is not None else None
+        if old is not None and not old.stopping and old.generation < self.generation:
+            error_logger.error("Restart abandoned: the running workers keep serving the previous code.")
+            for other in self.workers.values():
+                other.generation = self.generation
+            return
+        serving = any(w.ready and not w.stopping for w in self.workers.values())
+        if serving:
+            self.note_failure(now, 0.0)
+        elif self.config.reload:
+            error_logger.error("No worker could start; waiting for a file change.")
+            self.paused = True
+        else:
+            error_logger.error("No worker could start; stopping. Fix the error above and start again.")
+            code = os.waitstatus_to_exitcode(status)
+            self.exit_code = code if code > 0 else 1
+            self.begin_stop("startup failed")
+
+    def note_failure(self, now: float, served: float) -> None:
+        """Exponential back-off before the next worker start, so a crashing app cannot spin the CPU."""
+        if served > BACKOFF_RESET:
+            self.failures = 0
+        self.failures += 1
+        delay = 0.0 if self.failures == 1 else min(BACKOFF_MAX, BACKOFF_BASE * 2 ** (self.failures - 2))
+        self.next_spawn = now + delay
+        if delay:
+            error_logger.warning("%d worker failures in a row: next start in %.1f s.", self.failures, delay)
+
+    # ----- keeping the workers right ------------------------------------------------------
+
+    def check_workers(self, now: float) -> None:
+        """Kill workers that do not stop in time or whose event loop has stopped answering."""
+        limit = self.config.timeout_worker_healthcheck
+        for worker in self.workers.values():
+            if worker.killed:
+                continue
+            if worker.stopping and now > worker.stop_deadline:
+                error_logger.warning("%s did not stop in time; killing it", worker.name.capitalize())
+                worker.killed = True
+                self.kill(worker, signal.SIGKILL)
+            elif not worker.stopping and worker.ready and now - worker.last_beat > limit:
+                error_logger.error(
+                    "%s did not answer its health check for %.1f s; killing it",
+                    worker.name.capitalize(),
+                    limit,
+                )
+                worker.killed = True
+                self.kill(worker, signal.SIGKILL)
+
+    def reconcile(self, now: float) -> None:
+        """Start, stop or replace workers until the set matches target, generation and limits."""
+        if self.stopping or self.paused:
+            return
+        active = [w for w in self.workers.values() if not w.stopping]
+        active_pids = {w.pid for w in active}
+        for worker in active:
+            if worker.replaces not in active_pids:
+                worker.replaces = None  # its predecessor is gone: it simply fills a slot
+        regular = [w for w in active if w.replaces is None]
+        incoming = [w for w in active if w.replaces is not None]
+        excess = len(regular) - self.target
+        if excess > 0:
+            # Not-yet-serving first, then outdated, then the oldest.
+            order = sorted(regular, key=lambda w: (w.ready, w.generation >= self.generation, w.started))
+            for worker in order[:excess]:
+                for newcomer in incoming:
+                    if newcomer.replaces == worker.pid:
+                        self.stop_worker(newcomer, "fewer workers wanted")
+                self.stop_worker(worker, "fewer workers wanted")
+            return
+        if now < self.next_spawn:
+            return
+        for _ in range(self.target - len(regular)):
+            self.spawn()
+        if incoming or len(regular) < self.target:
+            return  # one replacement at a time, and only with a full set
+        for worker in sorted(regular, key=lambda w: w.started):
+            outdated = worker.generation < self.generation
+            if not worker.ready:
+                if outdated:
+                    self.stop_worker(worker, "outdated before it served")
+                continue
+            if outdated or worker.retire is not None:
+                self.spawn(replaces=worker)
+                return
