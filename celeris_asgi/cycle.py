@@ -39,6 +39,7 @@ class RequestCycle:
         "body_complete",
         "conn",
         "disconnected",
+        "eof_delivered",
         "expect_continue",
         "head_sent",
         "response_bytes",
@@ -57,6 +58,7 @@ class RequestCycle:
         self.conn = conn
         self.body = b""
         self.body_complete = False
+        self.eof_delivered = False
         self.disconnected = False
         self.expect_continue = expect_continue
         self.waiter: asyncio.Future[None] | None = None
@@ -71,29 +73,31 @@ class RequestCycle:
 
     # ----- fed by the protocol -------------------------------------------------------------
 
-    def feed_body(self, data: bytes) -> None:
-        self.body += data
+    def wake(self) -> None:
+        """Resume a receive() that waits for body bytes, the end of the body, or a disconnect."""
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    def feed_body(self, data: bytes) -> None:
+        self.body += data
+        self.wake()
 
     def feed_eof(self) -> None:
         self.body_complete = True
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self.wake()
 
     def feed_disconnect(self) -> None:
         self.disconnected = True
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self.wake()
 
     # ----- the ASGI side -------------------------------------------------------------------
 
     async def run(self, app: Any) -> None:
         """Call the app and enforce the end-of-request rules whatever it does."""
         try:
+            if self.disconnected:  # refused (or gone) before the app ran: nothing of it reaches the app
+                return
             await app(self.scope, self.receive, self.send)
         except ClientDisconnected:
             pass
@@ -141,6 +145,15 @@ class RequestCycle:
                 self.conn.write_informational(self, 100, [])
         if self.disconnected or self.response_complete:
             return _DISCONNECT
+        if self.eof_delivered:
+            # The whole body was delivered: the next event is the client leaving or the response ending.
+            while not (self.disconnected or self.response_complete):
+                self.waiter = asyncio.get_running_loop().create_future()
+                try:
+                    await self.waiter
+                finally:
+                    self.waiter = None
+            return _DISCONNECT
         if not self.body and not self.body_complete:
             self.waiter = asyncio.get_running_loop().create_future()
             self.conn.body_consumed(self, 0)
@@ -148,13 +161,16 @@ class RequestCycle:
                 await self.waiter
             finally:
                 self.waiter = None
-            if self.disconnected:
+            if self.disconnected or self.response_complete:
                 return _DISCONNECT
         body = self.body
         self.body = b""
         if body:
             self.conn.body_consumed(self, len(body))
-        return {"type": "http.request", "body": body, "more_body": not self.body_complete}
+        if self.body_complete:
+            self.eof_delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.request", "body": body, "more_body": True}
 
     async def send(self, message: dict[str, Any]) -> None:
         kind = message["type"]
@@ -174,6 +190,7 @@ class RequestCycle:
                 self.head_sent = True
             if not more_body and not self.trailers_expected:
                 self.response_complete = True
+                self.wake()  # a receive() waiting for http.disconnect gets it now
             if wait:
                 await self.conn.drain(self)
         elif kind == "http.response.start":
@@ -192,6 +209,7 @@ class RequestCycle:
                 raise ClientDisconnected("The client disconnected.")
             if not message.get("more_trailers", False):
                 self.response_complete = True
+                self.wake()  # a receive() waiting for http.disconnect gets it now
             if self.conn.write_trailers(self, list(message.get("headers", ()))):
                 await self.conn.drain(self)
         elif kind == "http.response.early_hint":

@@ -122,7 +122,9 @@ class CliProcess:
         return f"http://127.0.0.1:{self.port}"
 
 
-def start_cli(*args: str, env: dict[str, str] | None = None, wait_ready: bool = True, timeout: float = 15) -> CliProcess:
+def start_cli(
+    *args: str, env: dict[str, str] | None = None, wait_ready: bool = True, timeout: float = 15
+) -> CliProcess:
     """Run `python -m celeris_asgi ARGS` from the repo root; read the port from its log line."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     proc = subprocess.Popen(

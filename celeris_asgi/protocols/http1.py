@@ -21,10 +21,11 @@ from celeris_asgi.cycle import RequestCycle
 from celeris_asgi.headers import STATUS_LINES, status_line, validate_header
 from celeris_asgi.logging import AccessLog, error_logger
 from celeris_asgi.protocols.addresses import client_address, server_address
+from celeris_asgi.protocols.websocket import websocket_enabled
 
 HIGH_WATER = 64 * 1024  # request body bytes buffered for the app before reading pauses
 _ASGI = {"version": "3.0", "spec_version": "2.4"}
-_EXTENSIONS: dict[str, Any] = {"http.response.trailers": {}}
+_EXTENSIONS: dict[str, Any] = {"http.response.trailers": {}, "http.response.early_hint": {}}
 _HOST_VALUE = re.compile(rb"^[A-Za-z0-9\-._~!$&'()*+,;=:\[\]%]*$")
 _NO_BODY_STATUS = frozenset({204, 304})
 
@@ -92,6 +93,8 @@ class HTTP1Protocol(asyncio.Protocol):
         self.sent_length = 0
         self.close_after_response = False
         self.pending_error: bytes | None = None
+        self.h2c: tuple[dict[str, Any], bytes] | None = None  # an accepted Upgrade: h2c (scope, settings)
+        self.websocket_scope: dict[str, Any] | None = None  # an Upgrade: websocket request to hand off
         # flow control
         self.read_paused = False
         self.write_paused = False
@@ -154,8 +157,15 @@ class HTTP1Protocol(asyncio.Protocol):
             else:
                 error_logger.error("Error while handling a request", exc_info=cause or exc)
                 self.refuse(500, "Internal Server Error")
-        except httptools.HttpParserUpgrade:
-            self.handle_upgrade()
+        except httptools.HttpParserUpgrade as exc:
+            if self.h2c is not None:
+                from celeris_asgi.protocols.http2.upgrade import upgrade_h2c
+
+                upgrade_h2c(self, *self.h2c, data[exc.args[0] :])
+            elif self.websocket_scope is not None:
+                self.upgrade_websocket(self.websocket_scope, data[exc.args[0] :])
+            else:
+                self.handle_upgrade()
         except httptools.HttpParserInvalidMethodError:
             self.refuse(400, "Invalid HTTP method")
         except httptools.HttpParserError as exc:
@@ -170,6 +180,20 @@ class HTTP1Protocol(asyncio.Protocol):
         self.keep_alive = False
         if self.parsing is not None and not self.parsing.body_complete:
             self.parsing.feed_eof()
+
+    def upgrade_websocket(self, scope: dict[str, Any], trailing: bytes) -> None:
+        """Hand the connection to the WebSocket protocol with the request read and any bytes after it."""
+        from celeris_asgi.protocols.websocket_h1 import WebSocketProtocol
+
+        self.websocket_scope = None
+        transport = self.transport
+        if transport is None:
+            return
+        self.state.connections.discard(self)
+        self.transport = None
+        protocol = WebSocketProtocol(self.config, self.state, self.loop, scope, trailing)
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
 
     # ----- parser callbacks ----------------------------------------------------------------
 
@@ -246,6 +270,21 @@ class HTTP1Protocol(asyncio.Protocol):
             "state": self.state.app_state.copy(),
             "extensions": _EXTENSIONS,
         }
+        if self.upgrade == b"h2c" and self.cycle is None and not self.state.shutting_down:
+            from celeris_asgi.protocols.http2.upgrade import h2c_request
+
+            settings = h2c_request(self.config, scope, self.transfer_encoding)
+            if settings is not None:  # RFC 7540 3.2: this request becomes stream 1 of an HTTP/2 connection
+                self.h2c = (scope, settings)
+                return
+        if (
+            self.upgrade == b"websocket"
+            and self.cycle is None
+            and parser.should_upgrade()
+            and websocket_enabled(self.config)
+        ):
+            self.websocket_scope = scope  # handed off when httptools stops at the upgrade point
+            return
         keep_alive = parser.should_keep_alive() and not self.state.shutting_down
         expect_continue = self.expect_continue and version == "1.1"
         start = self.loop.time() if self.access_log.enabled else 0.0
@@ -294,7 +333,9 @@ class HTTP1Protocol(asyncio.Protocol):
             if version == "1.0":
                 raise RequestError(400, "Transfer-Encoding is not allowed in HTTP/1.0")
             codings = [c.strip().lower() for c in self.transfer_encoding.split(b",")]
-            if codings != [b"chunked"]:
+            if codings[-1] != b"chunked" or codings.count(b"chunked") > 1:
+                raise RequestError(400, "Request body length cannot be determined")  # RFC 9112 6.3(4)
+            if len(codings) > 1:
                 raise RequestError(501, "Unsupported transfer coding")
         if version == "1.1" and self.host_count != 1:
             raise RequestError(400, "Missing Host header" if not self.host_count else "Duplicate Host header")
@@ -349,6 +390,9 @@ class HTTP1Protocol(asyncio.Protocol):
             return
         if cycle is not None and self.access_log.enabled:
             self.log_access(cycle)
+        if self.pending_error is not None and self.keep_alive and not self.close_after_response:
+            transport.write(self.pending_error)
+            self.keep_alive = False
         if not self.keep_alive or self.close_after_response:
             transport.close()
             return
@@ -356,10 +400,6 @@ class HTTP1Protocol(asyncio.Protocol):
             nxt, keep_alive = self.pipeline.popleft()
             self.keep_alive = keep_alive and not self.state.shutting_down
             self.start_cycle(nxt)
-            return
-        if self.pending_error is not None:
-            transport.write(self.pending_error)
-            transport.close()
             return
         if self.state.shutting_down:
             transport.close()
@@ -380,18 +420,24 @@ class HTTP1Protocol(asyncio.Protocol):
             return
         error_logger.debug("Refused request: %d %s", status, reason)
         response = _error_response(status, reason)
-        self.keep_alive = False
         self.pause_reading()
-        if self.parsing is not None and self.parsing is not self.cycle:
-            self.parsing.feed_disconnect()
-        self.parsing = None
+        self.pipeline.clear()
+        parsing, self.parsing = self.parsing, None
+        if parsing is not None:
+            # Its body can never complete: the app (if running) sees http.disconnect.
+            parsing.feed_disconnect()
+            if parsing is self.cycle:
+                self.cycle = None
+            if parsing.head_sent:  # its response is already on the wire: no second answer
+                self.keep_alive = False
+                transport.close()
+                return
         if self.cycle is None:
+            self.keep_alive = False
             transport.write(response)
             transport.close()
-        else:
+        else:  # an earlier pipelined response is in progress: answer after it
             self.pending_error = response
-            self.close_after_response = False
-            self.pipeline.clear()
 
     # ----- the cycle's protocol side (see cycle.py) -------------------------------------------
 
@@ -586,14 +632,8 @@ class HTTP1Protocol(asyncio.Protocol):
                 self.transport.close()  # connected but never sent a byte
             return
         if kind == _BODY and self.parsing is not None and not self.read_paused:
-            cycle = self.parsing
-            cycle.feed_disconnect()
             self.deadline = 0.0
-            if cycle.response_started:
-                self.transport.close()
-            else:
-                self.parsing = None
-                self.refuse(408, "Request body timeout")
+            self.refuse(408, "Request body timeout")
 
     def shutdown(self) -> None:
         """Graceful shutdown: close when idle, otherwise after the response in progress."""
