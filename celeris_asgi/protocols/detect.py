@@ -120,8 +120,18 @@ class ProtocolDetector(asyncio.Protocol):
         self.transport = None
 
     def check_timeouts(self, now: float) -> None:
-        """A connection that never says enough to pick a protocol is closed after the header timeout."""
+        """A connection that never says enough to pick a protocol is closed after the header timeout.
+
+        A stalled HTTP/1.x request line gets HTTP/1.1's 408 first, like stalled headers do.
+        """
         if now >= self.deadline and self.transport is not None:
+            buffer = self.buffer
+            if buffer and self.config.http != "h2" and not PREFACE.startswith(buffer):
+                protocol = HTTP1Protocol(self.config, self.state, self.loop)
+                self.buffer = b""
+                self.switch(protocol, buffer)
+                protocol.refuse(408, "Request header timeout")
+                return
             self.transport.close()
 
     def shutdown(self) -> None:
