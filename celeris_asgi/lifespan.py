@@ -15,8 +15,9 @@ class LifespanFailed(Exception):
 class Lifespan:
     """Runs the app's lifespan protocol in its own task.
 
-    With lifespan "auto" an app that raises on the lifespan scope before startup is taken as one
-    that does not support it; with "on" that is a startup failure.
+    With lifespan "auto" an app that raises on the lifespan scope before it received the startup
+    event is taken as one that does not support it; with "on", or once it has received the event
+    (it speaks lifespan, and its startup crashed), that is a startup failure.
     """
 
     def __init__(self, app: Any, mode: str, state: dict[str, Any]) -> None:
@@ -30,6 +31,7 @@ class Lifespan:
         self.shutdown_failed = False
         self.error_message = ""
         self.unsupported = False
+        self.startup_received = False
         self.task: asyncio.Task[None] | None = None
 
     async def startup(self) -> None:
@@ -71,7 +73,7 @@ class Lifespan:
                 self.error_message = f"{type(exc).__name__}: {exc}"
                 error_logger.error("Exception in 'lifespan' protocol", exc_info=exc)
             elif not self.startup_event.is_set():
-                if self.mode == "auto":
+                if self.mode == "auto" and not self.startup_received:
                     self.unsupported = True
                     error_logger.info("ASGI 'lifespan' protocol appears unsupported.")
                 else:
@@ -85,7 +87,9 @@ class Lifespan:
             self.shutdown_event.set()
 
     async def receive(self) -> dict[str, Any]:
-        return await self.receive_queue.get()
+        message = await self.receive_queue.get()
+        self.startup_received = True
+        return message
 
     async def send(self, message: dict[str, Any]) -> None:
         kind = message["type"]
