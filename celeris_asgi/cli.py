@@ -127,8 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("app", nargs="?", metavar="APP", help='The ASGI app as "module:attribute".')
     for flags, spec in _OPTIONS:
         spec = dict(spec)
-        dest = spec.pop("dest", flags[0][2:].replace("-", "_"))
-        env = os.environ.get(_env_name(dest))
+        name = flags[0][2:].replace("-", "_")  # CELERIS_HEADER for --header, even though dest is "headers"
+        dest = spec.pop("dest", name)
+        env = os.environ.get(_env_name(name))
         if "bool" in spec:
             default = _env_bool(dest, spec.pop("bool"))
             parser.add_argument(*flags, dest=dest, action=argparse.BooleanOptionalAction, default=default, **spec)

@@ -66,9 +66,18 @@ class Server:
         """Start up, serve until told to stop, then shut down gracefully."""
         config = self.config
         config.load()
+        bound = sockets is None
+        if sockets is None:
+            # Before the app's startup: a port in use fails at once, in one line, with no side effects.
+            sockets = [config.bind_socket()]
         lifespan = Lifespan(config.loaded_app, config.lifespan, self.state.app_state)
         with self.capture_signals():
-            await lifespan.startup()
+            try:
+                await lifespan.startup()
+            finally:
+                if bound and (self.should_exit or lifespan.startup_failed):
+                    for sock in sockets:
+                        sock.close()
             if self.should_exit:
                 return
             await self.startup(sockets)

@@ -1,0 +1,317 @@
+"""The `celeris` command line, run as a real subprocess: errors, environment, sockets, logging."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT, stop_process
+
+pytestmark = pytest.mark.timeout(30)
+
+APP = "tests.cli_apps:app"
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 20
+) -> subprocess.CompletedProcess[str]:
+    """Run the command to completion (for the cases that must fail at once)."""
+    return subprocess.run(
+        [sys.executable, "-m", "celeris_asgi", *args],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The failure left exactly one line on stderr and no traceback; returns it."""
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+# ----- errors: one clear line -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ((), r"missing APP"),
+        (("just_a_module",), r'"just_a_module" must be in format "<module>:<attribute>"'),
+        (("no_such_module_anywhere:app",), r'Could not import module "no_such_module_anywhere"'),
+        (("tests.cli_apps:no_such_app",), r'Attribute "no_such_app" not found in module "tests.cli_apps"'),
+        (("tests.cli_apps:factory",), r"looks like an app factory; pass --factory"),
+        ((APP, "--port", "eighty"), r"argument --port: invalid int value: 'eighty'"),
+        ((APP, "--port", "70000"), r"--port must be between 0 and 65535"),
+        ((APP, "--loop", "tornado"), r"argument --loop: invalid choice: 'tornado'"),
+        ((APP, "--timeout-keep-alive", "-1"), r"--timeout-keep-alive must be greater than 0"),
+        ((APP, "--limit-concurrency", "0"), r"--limit-concurrency must be greater than 0"),
+        ((APP, "--header", "no-colon-here"), r"--header 'no-colon-here' must be \"NAME:VALUE\""),
+        ((APP, "--forwarded-allow-ips", "not-an-ip"), r"--forwarded-allow-ips.*'not-an-ip'"),
+        ((APP, "--no-such-flag"), r"unrecognized arguments: --no-such-flag"),
+        (
+            (APP, "--log-config", "/nonexistent/log.json"),
+            r"--log-config file '/nonexistent/log.json' does not exist",
+        ),
+        ((APP, "--env-file", "/nonexistent/.env"), r"Cannot read --env-file '/nonexistent/.env'"),
+        ((APP, "--ssl-certfile", "/nonexistent/cert.pem"), r"Cannot load the TLS certificate or key"),
+    ],
+    ids=[
+        "missing_app",
+        "bad_import_string",
+        "missing_module",
+        "missing_attribute",
+        "factory_without_flag",
+        "port_not_a_number",
+        "port_out_of_range",
+        "unknown_loop",
+        "negative_timeout",
+        "zero_limit",
+        "bad_header",
+        "bad_forwarded_ip",
+        "unknown_flag",
+        "missing_log_config",
+        "missing_env_file",
+        "missing_certificate",
+    ],
+)
+def test_startup_error_is_one_clear_line(args, expected):
+    line = one_error_line(run_cli(*args))
+    assert re.search(expected, line), line
+
+
+def test_error_raised_while_importing_the_app_module_is_one_line(tmp_path):
+    (tmp_path / "broken_mod.py").write_text("raise ImportError('needs libfoo')\n")
+    line = one_error_line(run_cli("broken_mod:app", "--app-dir", str(tmp_path)))
+    assert 'Error loading module "broken_mod"' in line
+    assert "needs libfoo" in line
+
+
+def test_port_in_use_is_one_line_and_the_app_never_starts():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli(APP, "--port", str(port))
+    line = one_error_line(result)
+    assert f"Cannot bind to 127.0.0.1:{port}" in line
+    assert "in use" in line
+    assert "lifespan" not in result.stderr
+
+
+def test_version_and_help():
+    result = run_cli("--version")
+    assert result.returncode == 0
+    assert re.fullmatch(r"celeris-asgi \d+\.\d+\.\d+\S*", result.stdout.strip())
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for flag in (
+        "--timeout-request-header",
+        "--limit-concurrency",
+        "--access-log-format",
+        "--env-file",
+        "--fd",
+    ):
+        assert flag in result.stdout
+
+
+def test_console_script_is_installed():
+    script = Path(sys.executable).with_name("celeris")
+    if not script.exists():
+        pytest.skip("package not installed with its console script")
+    result = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=20)
+    assert result.returncode == 0
+    assert result.stdout.startswith("celeris-asgi ")
+
+
+# ----- running it -----------------------------------------------------------------------------------
+
+
+def test_python_dash_m_serves_the_app_and_stops_cleanly_on_sigterm(cli):
+    process = cli(APP, "--port", "0")
+    assert httpx.get(process.url).text == "ok"
+    assert stop_process(process.proc) == 0
+
+
+def test_factory_flag_calls_the_factory(cli):
+    process = cli("tests.cli_apps:factory", "--factory", "--port", "0")
+    assert httpx.get(process.url).text == "ok"
+
+
+def test_celeris_environment_variables_set_flags(cli):
+    env = {
+        "CELERIS_APP": APP,
+        "CELERIS_PORT": "0",
+        "CELERIS_SERVER_HEADER": "false",
+        "CELERIS_HEADER": "X-One: 1\nX-Two: 2",
+        "CELERIS_TIMEOUT_KEEP_ALIVE": "7",
+    }
+    process = cli(env=env)
+    response = httpx.get(process.url)
+    assert response.text == "ok"
+    assert "server" not in response.headers
+    assert (response.headers["x-one"], response.headers["x-two"]) == ("1", "2")
+
+
+def test_command_line_flag_beats_environment_variable(cli):
+    process = cli(APP, "--port", "0", "--server-header", env={"CELERIS_SERVER_HEADER": "0"})
+    assert httpx.get(process.url).headers["server"] == "celeris"
+
+
+def test_bad_environment_variable_is_one_line():
+    line = one_error_line(run_cli(APP, env={"CELERIS_ACCESS_LOG": "maybe"}))
+    assert "CELERIS_ACCESS_LOG must be a boolean" in line
+
+
+def test_env_file_reaches_the_app_without_overriding_the_environment(cli, tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text('# settings\nexport GREETING="hello there"\nSHADOWED=from-file\n\nEMPTY=\n')
+    process = cli(APP, "--port", "0", "--env-file", str(env_file), env={"SHADOWED": "from-environment"})
+    with httpx.Client(base_url=process.url) as client:
+        assert client.get("/env?GREETING").json() == "hello there"
+        assert client.get("/env?SHADOWED").json() == "from-environment"
+        assert client.get("/env?EMPTY").json() == ""
+
+
+def test_uds_serves_on_a_unix_socket_and_removes_it_on_exit(cli, tmp_path):
+    path = tmp_path / "celeris.sock"
+    process = cli(APP, "--uds", str(path), wait_ready=False)
+    deadline = time.monotonic() + 15
+    while not path.exists():
+        assert process.proc.poll() is None, "celeris exited"
+        assert time.monotonic() < deadline, "unix socket never appeared"
+        time.sleep(0.05)
+    transport = httpx.HTTPTransport(uds=str(path))
+    with httpx.Client(transport=transport) as client:
+        response = client.get("http://localhost/")
+    assert response.text == "ok"
+    assert stop_process(process.proc) == 0
+    assert not path.exists()
+
+
+def test_fd_serves_on_a_socket_inherited_from_the_parent():
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "celeris_asgi", APP, "--fd", str(listener.fileno())],
+            cwd=ROOT,
+            pass_fds=[listener.fileno()],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            output = b""
+            assert proc.stdout is not None
+            while b"running on" not in output:
+                line = proc.stdout.readline()
+                assert line, output
+                output += line
+            assert f":{port}".encode() in output
+            assert httpx.get(f"http://127.0.0.1:{port}/").text == "ok"
+        finally:
+            assert stop_process(proc) == 0
+
+
+# ----- --log-config -----------------------------------------------------------------------------------
+
+LOG_DICT = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"tagged": {"format": "TAGGED[%(name)s] %(message)s"}},
+    "handlers": {"file": {"class": "logging.FileHandler", "formatter": "tagged", "filename": "FILE"}},
+    "loggers": {
+        "celeris": {"handlers": ["file"], "level": "INFO", "propagate": False},
+        "celeris.access": {"handlers": ["file"], "level": "INFO", "propagate": False},
+    },
+}
+
+LOG_INI = """
+[loggers]
+keys=root,celeris,access
+
+[handlers]
+keys=file
+
+[formatters]
+keys=tagged
+
+[logger_root]
+level=WARNING
+handlers=
+
+[logger_celeris]
+level=INFO
+handlers=file
+qualname=celeris
+propagate=0
+
+[logger_access]
+level=INFO
+handlers=file
+qualname=celeris.access
+propagate=0
+
+[handler_file]
+class=FileHandler
+formatter=tagged
+args=('FILE',)
+
+[formatter_tagged]
+format=TAGGED[%(name)s] %(message)s
+"""
+
+
+@pytest.mark.parametrize("kind", ["json", "yaml", "ini"])
+def test_log_config_file_formats(kind, tmp_path):
+    import yaml
+
+    log_file = tmp_path / "celeris.log"
+    config_path = tmp_path / f"logging.{kind}"
+    config = json.loads(json.dumps(LOG_DICT).replace('"FILE"', json.dumps(str(log_file))))
+    if kind == "json":
+        config_path.write_text(json.dumps(config))
+    elif kind == "yaml":
+        config_path.write_text(yaml.safe_dump(config))
+    else:
+        config_path.write_text(LOG_INI.replace("FILE", str(log_file)))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celeris_asgi", APP, "--port", "0", "--log-config", str(config_path)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        port = None
+        while port is None:
+            assert proc.poll() is None, "celeris exited"
+            assert time.monotonic() < deadline, "no startup line in the configured log file"
+            text = log_file.read_text() if log_file.exists() else ""
+            match = re.search(r"TAGGED\[celeris\.error\] Celeris running on http://127\.0\.0\.1:(\d+)", text)
+            port = int(match.group(1)) if match else None
+            time.sleep(0.05)
+        httpx.get(f"http://127.0.0.1:{port}/logged")
+        deadline = time.monotonic() + 5
+        while 'TAGGED[celeris.access] 127.0.0.1 - "GET /logged' not in log_file.read_text():
+            assert time.monotonic() < deadline, log_file.read_text()
+            time.sleep(0.05)
+    finally:
+        assert stop_process(proc) == 0
