@@ -1,0 +1,544 @@
+"""WebSocket (RFC 6455) for ASGI on the `websockets` sans-I/O protocol, over HTTP/1.1 or an HTTP/2 stream.
+
+`WebSocketSession` holds everything a WebSocket needs once its opening request has been read: the
+ASGI websocket scope with receive()/send(), the frame engine (`websockets.server.ServerProtocol`),
+message reassembly and UTF-8 checks, the bounded queue towards the app, keepalive pings, the close
+handshake and shutdown. It never touches a socket. A *carrier* moves its bytes and implements:
+
+    send_accept(headers)                         the handshake answer: 101 on HTTP/1.1, 200 on HTTP/2
+    send_response(status, headers, body, more)   a plain HTTP response instead (denial, 403, 500, 503)
+    send_body(body, more)                        later parts of that response
+    write(data)                                  WebSocket frames
+    close()                                      end cleanly once written (TCP close / END_STREAM)
+    abort()                                      end now (TCP abort / RST_STREAM)
+    pause_reading(), resume_reading()            backpressure towards the peer
+    write_paused                                 True while send() must wait for writing_resumed()
+
+and feeds the session with feed_data(), feed_eof(), writing_resumed(), connection_lost(),
+check_timeouts() and shutdown(). The carriers: websocket_h1.py (after an HTTP/1.1 Upgrade) and
+websocket_h2.py (an HTTP/2 stream, RFC 8441). This module imports without the websockets library;
+websocket_enabled() then says no and upgrade requests stay plain HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import os
+from collections import deque
+from typing import Any
+
+from celeris_asgi.cycle import ClientDisconnected
+from celeris_asgi.headers import validate_header
+from celeris_asgi.logging import AccessLog, error_logger
+
+try:
+    from websockets.datastructures import Headers
+    from websockets.extensions.permessage_deflate import enable_server_permessage_deflate
+    from websockets.frames import Opcode
+    from websockets.headers import parse_subprotocol
+    from websockets.protocol import OPEN
+    from websockets.server import ServerProtocol
+except ImportError:  # the server still runs: upgrade requests are then served as plain HTTP
+    ServerProtocol = None  # type: ignore[assignment,misc]
+
+_ASGI = {"version": "3.0", "spec_version": "2.4"}
+_EXTENSIONS: dict[str, Any] = {"websocket.http.response": {}}
+_CONNECT: dict[str, Any] = {"type": "websocket.connect"}
+CLOSE_TIMEOUT = 10.0  # seconds the peer has to answer our close frame (or to read our last bytes)
+PENDING_LIMIT = 64 * 1024  # bytes read ahead of the app's accept before reading pauses
+_MAX_REASON = 123  # a close frame's reason fits a 125-byte control frame with its 2-byte code
+
+# The app's side of the handshake.
+_CONNECTING, _ACCEPTED, _RESPONDING, _DONE = range(4)
+
+
+def websocket_enabled(config: Any) -> bool:
+    """True when an `Upgrade: websocket` request becomes a WebSocket (else it is served as plain HTTP)."""
+    return config.ws != "none" and ServerProtocol is not None
+
+
+def websocket_scope(http_scope: dict[str, Any], subprotocols: list[str]) -> dict[str, Any]:
+    """The ASGI websocket scope (spec 2.4) for the opening request whose http scope was built."""
+    return {
+        "type": "websocket",
+        "asgi": _ASGI,
+        "http_version": http_scope["http_version"],
+        "scheme": "wss" if http_scope["scheme"] == "https" else "ws",
+        "server": http_scope["server"],
+        "client": http_scope["client"],
+        "root_path": http_scope["root_path"],
+        "path": http_scope["path"],
+        "raw_path": http_scope["raw_path"],
+        "query_string": http_scope["query_string"],
+        "headers": http_scope["headers"],
+        "subprotocols": subprotocols,
+        "state": http_scope["state"],
+        "extensions": _EXTENSIONS,
+    }
+
+
+def offered_subprotocols(headers: list[tuple[bytes, bytes]]) -> list[str]:
+    """Sec-WebSocket-Protocol values in order; raises InvalidHandshake when malformed."""
+    offered: list[str] = []
+    for name, value in headers:
+        if name == b"sec-websocket-protocol":
+            offered.extend(parse_subprotocol(value.decode("latin-1")))
+    return offered
+
+
+def handshake_headers(headers: list[tuple[bytes, bytes]]) -> Headers:
+    """The request headers as websockets' Headers, the input of its validation and negotiation."""
+    return Headers([(name.decode("latin-1"), value.decode("latin-1")) for name, value in headers])
+
+
+def _truncate_reason(reason: str) -> str:
+    """A close reason cut to what fits a control frame, on a character boundary."""
+    encoded = reason.encode()
+    if len(encoded) <= _MAX_REASON:
+        return reason
+    return encoded[:_MAX_REASON].decode(errors="ignore")
+
+
+class WebSocketSession:
+    """One WebSocket between one app call and one carrier; see the module docstring."""
+
+    __slots__ = (
+        "accept_headers",
+        "access_log",
+        "app_closed",
+        "carrier",
+        "close_code",
+        "close_deadline",
+        "close_reason",
+        "closed",
+        "config",
+        "connect_sent",
+        "decoder",
+        "drain_waiter",
+        "eof",
+        "fragments",
+        "loop",
+        "low_water",
+        "max_queue",
+        "method",
+        "next_ping",
+        "pending",
+        "phase",
+        "ping_deadline",
+        "ping_interval",
+        "ping_payload",
+        "ping_timeout",
+        "protocol",
+        "queue",
+        "read_paused",
+        "response_headers",
+        "response_status",
+        "scope",
+        "start_time",
+        "state",
+        "waiter",
+    )
+
+    def __init__(
+        self,
+        config: Any,
+        state: Any,
+        loop: asyncio.AbstractEventLoop,
+        carrier: Any,
+        http_scope: dict[str, Any],
+        method: str,
+    ) -> None:
+        self.config = config
+        self.state = state
+        self.loop = loop
+        self.carrier = carrier
+        self.method = method  # GET over HTTP/1.1, CONNECT over HTTP/2 (for the access log)
+        extensions = enable_server_permessage_deflate(None) if config.ws_per_message_deflate else None
+        # state=OPEN: the carrier has done the HTTP part, so the engine only ever parses frames.
+        self.protocol = ServerProtocol(extensions=extensions, state=OPEN, max_size=config.ws_max_size)
+        self.scope = http_scope  # until start() swaps in the websocket scope
+        self.accept_headers: list[tuple[bytes, bytes]] = []
+        self.access_log = AccessLog(config.access_log_format, config.access_log)
+        self.start_time = loop.time()
+        self.phase = _CONNECTING
+        self.connect_sent = False
+        self.app_closed = False
+        self.response_status = 0
+        self.response_headers: list[tuple[bytes, bytes]] = []
+        self.queue: deque[dict[str, Any]] = deque()
+        self.max_queue = config.ws_max_queue
+        self.low_water = config.ws_max_queue // 4
+        self.waiter: asyncio.Future[None] | None = None
+        self.drain_waiter: asyncio.Future[None] | None = None
+        self.read_paused = False
+        self.pending = bytearray()
+        self.eof = False
+        self.closed = False
+        self.close_code = 1006
+        self.close_reason = ""
+        self.fragments: list[Any] = []
+        self.decoder: codecs.IncrementalDecoder | None = None
+        self.ping_interval = config.ws_ping_interval or 0.0
+        self.ping_timeout = config.ws_ping_timeout or 0.0
+        self.ping_payload: bytes | None = None
+        self.next_ping = 0.0
+        self.ping_deadline = 0.0
+        self.close_deadline = 0.0
+
+    # ----- start ---------------------------------------------------------------------------
+
+    def start(self, scope: dict[str, Any], accept_headers: list[tuple[bytes, bytes]]) -> None:
+        """Run the app for a valid opening request; accept_headers go into the handshake answer."""
+        self.scope = scope
+        self.accept_headers = accept_headers
+        state = self.state
+        state.total_requests += 1
+        limit = self.config.limit_concurrency
+        if state.shutting_down or (limit is not None and len(state.tasks) >= limit):
+            if not state.shutting_down:
+                error_logger.warning("Exceeded concurrency limit.")
+            self.respond_plain(503, b"Service Unavailable")
+            return
+        task = self.loop.create_task(self.run(self.config.loaded_app))
+        state.tasks.add(task)
+        task.add_done_callback(state.tasks.discard)
+
+    async def run(self, app: Any) -> None:
+        """Call the app and close whatever it left open, the way the ASGI spec asks."""
+        try:
+            await app(self.scope, self.receive, self.send)
+        except ClientDisconnected:
+            pass
+        except asyncio.CancelledError:
+            self.app_failed()
+            raise
+        except BaseException as exc:
+            if not self.closed:
+                error_logger.error("Exception in ASGI application", exc_info=exc)
+            self.app_failed()
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
+        else:
+            if self.phase == _CONNECTING:
+                if not self.closed:
+                    error_logger.error("ASGI callable returned without accepting or closing the WebSocket.")
+                self.respond_plain(500, b"Internal Server Error")
+            elif self.phase == _RESPONDING:
+                error_logger.error("ASGI callable returned without completing the response.")
+                self.carrier.abort()
+            elif self.phase == _ACCEPTED and not self.app_closed:
+                self.start_close(1000, "")
+
+    def app_failed(self) -> None:
+        """The app raised: 500 before the handshake, 1011 after it, an aborted denial response."""
+        if self.phase == _CONNECTING:
+            self.respond_plain(500, b"Internal Server Error")
+        elif self.phase == _RESPONDING:
+            self.carrier.abort()
+        elif self.phase == _ACCEPTED:
+            self.start_close(1011, "")
+
+    def respond_plain(self, status: int, body: bytes) -> None:
+        """A server-made HTTP answer instead of the handshake; the WebSocket never opens."""
+        if self.closed or self.phase != _CONNECTING:
+            return
+        headers = [(b"content-type", b"text/plain; charset=utf-8")] if body else []
+        headers.append((b"content-length", b"%d" % len(body)))
+        self.phase = _DONE
+        self.log_access(status)
+        self.carrier.send_response(status, headers, body, False)
+        self.set_closed(1006, "")
+
+    def log_access(self, status: int) -> None:
+        if self.access_log.enabled:
+            duration = self.loop.time() - self.start_time
+            self.access_log.log({**self.scope, "method": self.method}, status, [], 0, duration)
+
+    # ----- the ASGI side -------------------------------------------------------------------
+
+    async def receive(self) -> dict[str, Any]:
+        if not self.connect_sent:
+            self.connect_sent = True
+            return _CONNECT
+        queue = self.queue
+        while not queue:
+            if self.closed:
+                return {"type": "websocket.disconnect", "code": self.close_code, "reason": self.close_reason}
+            self.waiter = self.loop.create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+        message = queue.popleft()
+        if self.read_paused and len(queue) <= self.low_water:
+            self.read_paused = False
+            self.carrier.resume_reading()
+        return message
+
+    async def send(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind == "websocket.send":
+            if self.phase != _ACCEPTED or self.app_closed:
+                raise RuntimeError("'websocket.send' before 'websocket.accept' or after 'websocket.close'.")
+            if self.closed or self.protocol.state is not OPEN:
+                raise ClientDisconnected("The WebSocket is closed.")
+            text = message.get("text")
+            if text is not None:
+                self.protocol.send_text(text.encode())
+            else:
+                data = message.get("bytes")
+                if data is None:
+                    raise RuntimeError("'websocket.send' needs 'bytes' or 'text'.")
+                self.protocol.send_binary(data)
+            self.flush()
+            if self.carrier.write_paused:
+                await self.drain()
+        elif kind == "websocket.accept":
+            self.accept(message)
+        elif kind == "websocket.close":
+            if self.phase == _CONNECTING:
+                self.respond_plain(403, b"")
+            elif self.phase == _ACCEPTED and not self.app_closed:
+                self.app_closed = True
+                self.start_close(message.get("code") or 1000, message.get("reason") or "")
+            elif self.phase == _RESPONDING:
+                raise RuntimeError("Unexpected ASGI message 'websocket.close' during an HTTP response.")
+        elif kind == "websocket.http.response.start":
+            if self.phase != _CONNECTING:
+                raise RuntimeError("Unexpected ASGI message 'websocket.http.response.start'.")
+            if self.closed:
+                raise ClientDisconnected("The client went away before the response.")
+            self.response_status = message["status"]
+            self.response_headers = self.checked_headers(message.get("headers", ()))
+            self.phase = _RESPONDING
+            self.log_access(self.response_status)
+        elif kind == "websocket.http.response.body":
+            await self.send_response_body(message)
+        else:
+            raise RuntimeError(f"Unexpected ASGI message type {kind!r}.")
+
+    def accept(self, message: dict[str, Any]) -> None:
+        if self.phase != _CONNECTING:
+            raise RuntimeError("Unexpected 'websocket.accept': the handshake is already answered.")
+        if self.closed:
+            raise ClientDisconnected("The client went away before the WebSocket was accepted.")
+        headers = list(self.accept_headers)
+        subprotocol = message.get("subprotocol")
+        if subprotocol is not None:
+            headers.append((b"sec-websocket-protocol", subprotocol.encode("ascii")))
+        for name, value in self.checked_headers(message.get("headers", ())):
+            if name.lower() == b"sec-websocket-protocol":
+                raise RuntimeError("Pass the subprotocol in 'subprotocol', not as a header.")
+            headers.append((name, value))
+        self.phase = _ACCEPTED
+        self.carrier.send_accept(headers)
+        self.log_access(101 if self.method == "GET" else 200)
+        self.next_ping = self.state.now + self.ping_interval
+        pending = bytes(self.pending)
+        self.pending.clear()
+        self.carrier.resume_reading()
+        if pending:
+            self.feed_data(pending)
+
+    async def send_response_body(self, message: dict[str, Any]) -> None:
+        if self.phase != _RESPONDING:
+            raise RuntimeError("Unexpected ASGI message 'websocket.http.response.body'.")
+        if self.closed:
+            raise ClientDisconnected("The client went away during the response.")
+        body = message.get("body", b"")
+        more_body = message.get("more_body", False)
+        if self.response_status:
+            status, self.response_status = self.response_status, 0
+            self.carrier.send_response(status, self.response_headers, body, more_body)
+        else:
+            self.carrier.send_body(body, more_body)
+        if not more_body:
+            self.phase = _DONE
+            self.set_closed(1006, "")
+        elif self.carrier.write_paused:
+            await self.drain()
+
+    @staticmethod
+    def checked_headers(headers: Any) -> list[tuple[bytes, bytes]]:
+        checked = []
+        for name, value in headers:
+            validate_header(name, value)
+            checked.append((name, value))
+        return checked
+
+    async def drain(self) -> None:
+        """Wait until the carrier takes more (the transport drained, or an HTTP/2 window opened)."""
+        while self.carrier.write_paused and not self.closed:
+            self.drain_waiter = self.loop.create_future()
+            try:
+                await self.drain_waiter
+            finally:
+                self.drain_waiter = None
+
+    # ----- fed by the carrier --------------------------------------------------------------
+
+    def feed_data(self, data: bytes) -> None:
+        if self.phase != _ACCEPTED:
+            if self.phase == _CONNECTING and not self.closed:
+                self.pending += data  # frames sent ahead of our answer wait for the accept
+                if len(self.pending) > PENDING_LIMIT:
+                    self.carrier.pause_reading()
+            return
+        if self.eof:
+            return
+        protocol = self.protocol
+        protocol.receive_data(data)
+        events = protocol.events_received()
+        if events:
+            self.handle_events(events)
+        self.flush()
+
+    def feed_eof(self) -> None:
+        if self.eof:
+            return
+        self.eof = True
+        if self.phase == _ACCEPTED:
+            self.protocol.receive_eof()
+            self.flush()
+        self.set_closed(1006, "")
+
+    def writing_resumed(self) -> None:
+        waiter = self.drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def connection_lost(self) -> None:
+        self.eof = True
+        self.close_deadline = 0.0
+        self.set_closed(1006, "")
+        self.writing_resumed()
+
+    def handle_events(self, events: list[Any]) -> None:
+        """Frames to ASGI messages: reassemble fragments, check UTF-8 as it arrives, match pongs."""
+        protocol = self.protocol
+        for frame in events:
+            opcode = frame.opcode
+            if opcode is Opcode.TEXT or opcode is Opcode.BINARY or opcode is Opcode.CONT:
+                if protocol.state is not OPEN:
+                    return  # a frame after a failure in this same read: the peer is being dropped
+                if frame.fin and opcode is not Opcode.CONT:  # the common case: a whole message
+                    data = frame.data
+                    if opcode is Opcode.BINARY:
+                        self.deliver({"type": "websocket.receive", "bytes": bytes(data)})
+                        continue
+                    try:
+                        text = data.decode()
+                    except UnicodeDecodeError as exc:
+                        protocol.fail(1007, f"invalid UTF-8: {exc.reason} at position {exc.start}")
+                        return
+                    self.deliver({"type": "websocket.receive", "text": text})
+                elif not self.assemble(frame):
+                    return
+            elif opcode is Opcode.PONG and frame.data == self.ping_payload:
+                self.ping_payload = None
+                self.ping_deadline = 0.0
+
+    def assemble(self, frame: Any) -> bool:
+        """One fragment of a message; text is decoded as it arrives so bad UTF-8 fails fast (1007)."""
+        if frame.opcode is not Opcode.CONT:
+            self.decoder = codecs.getincrementaldecoder("utf-8")() if frame.opcode is Opcode.TEXT else None
+            self.fragments = []
+        decoder = self.decoder
+        part: Any = frame.data
+        if decoder is not None:
+            try:
+                part = decoder.decode(part, frame.fin)
+            except UnicodeDecodeError as exc:
+                self.protocol.fail(1007, f"invalid UTF-8: {exc.reason} at position {exc.start}")
+                return False
+        self.fragments.append(part)
+        if frame.fin:
+            fragments, self.fragments = self.fragments, []
+            if decoder is not None:
+                self.deliver({"type": "websocket.receive", "text": "".join(fragments)})
+            else:
+                self.deliver({"type": "websocket.receive", "bytes": b"".join(fragments)})
+        return True
+
+    def deliver(self, message: dict[str, Any]) -> None:
+        queue = self.queue
+        queue.append(message)
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        if len(queue) >= self.max_queue and not self.read_paused:
+            self.read_paused = True  # the app lags: stop reading until it catches up
+            self.carrier.pause_reading()
+
+    def flush(self) -> None:
+        """Write what the engine produced; its end-of-stream marker means: close the carrier now."""
+        writes = self.protocol.data_to_send()
+        if not writes:
+            return
+        data = writes[0] if len(writes) == 1 else b"".join(writes)
+        if data:
+            self.carrier.write(data)
+        if not writes[-1]:  # SEND_EOF: the close handshake is done, or the connection failed
+            self.close_frames_done()
+            self.carrier.close()
+
+    def close_frames_done(self) -> None:
+        received, sent = self.protocol.close_rcvd, self.protocol.close_sent
+        if received is not None:
+            self.set_closed(received.code, received.reason)
+        elif sent is not None:
+            self.set_closed(sent.code, sent.reason)
+        else:
+            self.set_closed(1006, "")
+
+    def set_closed(self, code: int, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.close_code = code
+        self.close_reason = reason
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        self.writing_resumed()
+
+    def start_close(self, code: int, reason: str) -> None:
+        """Send our close frame; the peer's answer (or CLOSE_TIMEOUT) ends the connection."""
+        if self.closed or self.protocol.state is not OPEN:
+            return
+        self.protocol.send_close(code, _truncate_reason(reason))
+        self.flush()
+        self.close_deadline = self.state.now + CLOSE_TIMEOUT
+
+    # ----- timers and shutdown -------------------------------------------------------------
+
+    def check_timeouts(self, now: float) -> None:
+        """Keepalive pings and the close-handshake deadline, on the server's clock tick."""
+        if self.close_deadline and now >= self.close_deadline:
+            self.close_deadline = 0.0
+            self.carrier.abort()
+            return
+        if self.phase != _ACCEPTED or not self.ping_interval or self.protocol.state is not OPEN:
+            return
+        if self.ping_payload is not None:
+            if self.ping_timeout and now >= self.ping_deadline:
+                if self.read_paused:  # the pong may be waiting behind messages the app has not taken
+                    self.ping_deadline = now + self.ping_timeout
+                    return
+                error_logger.info("Closing a WebSocket whose peer stopped answering pings.")
+                self.protocol.fail(1011, "keepalive ping timeout")
+                self.flush()
+        elif now >= self.next_ping:
+            self.ping_payload = os.urandom(4)
+            self.protocol.send_ping(self.ping_payload)
+            self.flush()
+            self.ping_deadline = now + self.ping_timeout
+            self.next_ping = now + self.ping_interval
+
+    def shutdown(self) -> None:
+        """Server shutdown: close an open WebSocket with 1012, refuse one still being decided."""
+        if self.phase == _CONNECTING:
+            self.respond_plain(503, b"Service Unavailable")
+        elif self.phase == _ACCEPTED:
+            self.start_close(1012, "server shutting down")
