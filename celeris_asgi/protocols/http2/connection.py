@@ -1,0 +1,579 @@
+"""The sans-I/O HTTP/2 server engine: bytes in, listener callbacks and bytes out (RFC 9113).
+
+``receive_data`` parses frames straight from the received bytes (one
+``struct.unpack_from`` per frame header, payload slices only where a payload
+is kept), drives stream and connection state, flow control and the defences,
+and calls the listener.  Everything the engine has to send accumulates in one
+buffer that the I/O layer drains with ``data_to_send`` -- one write per batch.
+
+Errors are raised as ``H2ConnectionError`` / ``H2StreamError`` inside the frame
+handlers and turned into GOAWAY / RST_STREAM in one place, the receive loop.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from . import frames as f
+from .hpack_codec import Decoder, Encoder, HPACKError
+from .sending import SendMixin
+from .settings import H2Settings
+from .stream import CLOSED, RESET_BY_PEER, RESET_BY_US, H2ConnectionError, H2Listener, H2StreamError, Stream
+from .validation import MalformedRequest, RequestHead, validate_request, validate_trailers
+
+_MASK = f.STREAM_ID_MASK
+_U32 = f.read_u32
+_SHUTDOWN_PING = b"celeris!"
+_BLOCK_CACHE_ITEM_MAX = 2048  # compressed bytes of a block worth caching
+_BLOCK_CACHE_BUDGET = 65536  # decoded bytes the cache may hold per connection before it starts over
+_RESPONSE_431 = [(b"content-length", b"0")]
+
+_RESETS, _PINGS, _SETTINGS, _EMPTY_DATA = range(4)
+
+
+class H2Connection(SendMixin):
+    """One server-side HTTP/2 connection's state, without I/O."""
+
+    def __init__(
+        self,
+        settings: H2Settings,
+        listener: H2Listener,
+        clock: Callable[[], float] = time.monotonic,
+        header_check: Callable[[bytes, bytes], None] | None = None,
+    ) -> None:
+        """``header_check(name, value)`` vets each distinct response field once (may raise)."""
+        self.settings = settings
+        self._listener_request = listener.on_request
+        self._listener_data = listener.on_data
+        self._listener_reset = listener.on_stream_reset
+        self._listener_drained = listener.on_stream_drained
+        self._clock = clock
+        self.streams: dict[int, Stream] = {}
+        self._blocked: dict[int, Stream] = {}
+        self._out = bytearray()
+        self._buf: bytearray | None = None
+        self._need = 0
+        self._preface = True
+        self._expect_settings = True
+        #: Set once the connection is dead (GOAWAY for an error sent): send what is left, then close.
+        self.closed = False
+        self.error_code: int | None = None
+        self.highest_stream_id = 0
+        self.peer_goaway = False
+        self.settings_acked = False
+        #: Streams the engine closed whose application work still runs; they count against the
+        #: concurrency limit so a reset stream frees its slot only when its handler ends (rapid reset).
+        self.orphaned_streams = 0
+        self.peer_initial_window = f.DEFAULT_WINDOW_SIZE
+        self.peer_max_frame_size = f.DEFAULT_MAX_FRAME_SIZE
+        self.send_window = f.DEFAULT_WINDOW_SIZE
+        self._local_initial_window = f.DEFAULT_WINDOW_SIZE
+        self.recv_window = settings.connection_window_size
+        self._conn_unacked = 0
+        self._conn_threshold = settings.connection_window_size // 2
+        self._decoder = Decoder(settings.header_table_size)
+        self._encoder = Encoder(header_check)
+        self._block_cache: dict[bytes, RequestHead] = {}
+        self._block_cache_size = 0
+        self._hb_stream = 0
+        self._hb_parts: list[bytes] = []
+        self._hb_flags = 0
+        self._hb_size = 0
+        self._hb_frames = 0
+        # Recently closed stream ids -> how they closed (what a late frame on them means), kept in two
+        # generations so forgetting the oldest is O(1): at most 2 x _closed_memory ids are remembered.
+        self._closed: dict[int, int] = {}
+        self._closed_before: dict[int, int] = {}
+        self._closed_memory = max(256, 2 * settings.max_concurrent_streams)
+        self._shutdown_stage = 0
+        self._goaway_last_id = _MASK
+        interval = settings.flood_interval
+        self._flood_limits = (
+            settings.max_resets_per_interval,
+            settings.max_pings_per_interval,
+            settings.max_settings_per_interval,
+            settings.max_empty_data_per_interval,
+        )
+        self._flood_rates = tuple(limit / interval for limit in self._flood_limits)
+        now = clock()
+        self._flood_buckets = [[float(limit), now] for limit in self._flood_limits]
+
+    # ---------------------------------------------------------------------------------------------
+    # Starting
+
+    def initiate(self) -> None:
+        """Queue our connection preface: SETTINGS, and the connection window opened up."""
+        s = self.settings
+        ours = {f.SETTINGS_MAX_CONCURRENT_STREAMS: s.max_concurrent_streams}
+        if s.initial_window_size != f.DEFAULT_WINDOW_SIZE:
+            ours[f.SETTINGS_INITIAL_WINDOW_SIZE] = s.initial_window_size
+        if s.max_frame_size != f.DEFAULT_MAX_FRAME_SIZE:
+            ours[f.SETTINGS_MAX_FRAME_SIZE] = s.max_frame_size
+        if s.header_table_size != 4096:
+            ours[f.SETTINGS_HEADER_TABLE_SIZE] = s.header_table_size
+        ours[f.SETTINGS_MAX_HEADER_LIST_SIZE] = s.max_header_list_size
+        if s.enable_connect_protocol:
+            ours[f.SETTINGS_ENABLE_CONNECT_PROTOCOL] = 1
+        self._out += f.settings_frame(ours)
+        increment = s.connection_window_size - f.DEFAULT_WINDOW_SIZE
+        if increment:
+            self._out += f.window_update_frame(0, increment)
+
+    def initiate_upgrade(self, http2_settings: bytes) -> None:
+        """Start after an HTTP/1.1 ``Upgrade: h2c`` (RFC 7540 3.2): stream 1 is the upgrading request.
+
+        The request was read in full over HTTP/1.1, so stream 1 starts half-closed
+        (remote).  Raises ValueError for an unusable ``HTTP2-Settings`` value.
+        """
+        payload = f.decode_http2_settings(http2_settings)
+        self.initiate()
+        try:
+            self._apply_settings(payload)
+        except H2ConnectionError as exc:
+            raise ValueError(f"invalid HTTP2-Settings header: {exc}") from None
+        stream = Stream(1, self.peer_initial_window, self._local_initial_window)
+        stream.remote_closed = True
+        self.streams[1] = stream
+        self.highest_stream_id = 1
+
+    # ---------------------------------------------------------------------------------------------
+    # Input
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes from the peer; callbacks fire, output accumulates for ``data_to_send``."""
+        if self.closed:
+            return
+        if self._buf is not None:
+            self._buf += data
+            if len(self._buf) < self._need:
+                return
+            data = bytes(self._buf)
+            self._buf = None
+        pos = 0
+        end = len(data)
+        try:
+            if self._preface:
+                if end < f.PREFACE_LEN:
+                    if not f.PREFACE.startswith(data):
+                        raise H2ConnectionError(f.PROTOCOL_ERROR, "invalid connection preface")
+                    self._buf = bytearray(data)
+                    self._need = f.PREFACE_LEN
+                    return
+                if data[: f.PREFACE_LEN] != f.PREFACE:
+                    raise H2ConnectionError(f.PROTOCOL_ERROR, "invalid connection preface")
+                self._preface = False
+                pos = f.PREFACE_LEN
+            unpack = f.FRAME_HEADER.unpack_from
+            max_frame = self.settings.max_frame_size
+            while end - pos >= 9:
+                high, low, ftype, flags, sid = unpack(data, pos)
+                length = high << 16 | low
+                if length > max_frame:
+                    raise H2ConnectionError(f.FRAME_SIZE_ERROR, "frame larger than SETTINGS_MAX_FRAME_SIZE")
+                start = pos + 9
+                stop = start + length
+                if stop > end:
+                    break
+                pos = stop
+                sid &= _MASK
+                if self._hb_stream and ftype != f.CONTINUATION:
+                    raise H2ConnectionError(f.PROTOCOL_ERROR, "expected CONTINUATION")
+                if self._expect_settings:
+                    if ftype != f.SETTINGS or flags & f.FLAG_ACK:
+                        raise H2ConnectionError(f.PROTOCOL_ERROR, "connection preface must start with SETTINGS")
+                    self._expect_settings = False
+                try:
+                    if ftype == f.HEADERS:
+                        self._headers_frame(flags, sid, data, start, stop)
+                    elif ftype == f.DATA:
+                        self._data_frame(flags, sid, data, start, stop)
+                    elif ftype == f.WINDOW_UPDATE:
+                        self._window_update_frame(sid, data, start, stop)
+                    elif ftype == f.SETTINGS:
+                        self._settings_frame(flags, sid, data, start, stop)
+                    elif ftype == f.RST_STREAM:
+                        self._rst_stream_frame(sid, data, start, stop)
+                    elif ftype == f.PING:
+                        self._ping_frame(flags, sid, data, start, stop)
+                    elif ftype == f.PRIORITY:
+                        self._priority_frame(sid, data, start, stop)
+                    elif ftype == f.CONTINUATION:
+                        self._continuation_frame(flags, sid, data, start, stop)
+                    elif ftype == f.GOAWAY:
+                        self._goaway_frame(sid, stop - start)
+                    elif ftype == f.PUSH_PROMISE:
+                        raise H2ConnectionError(f.PROTOCOL_ERROR, "clients cannot push")
+                    # Unknown frame types are ignored (RFC 9113 5.5).
+                except H2StreamError as exc:
+                    self._reset(exc.stream_id, exc.code, notify=True)
+                if self.closed:
+                    return
+        except H2ConnectionError as exc:
+            self._connection_error(exc.code, str(exc))
+            return
+        if pos < end:
+            self._buf = bytearray(data[pos:])
+            self._need = 9 if end - pos < 9 else 9 + int.from_bytes(data[pos : pos + 3], "big")
+
+    def _headers_frame(self, flags: int, sid: int, data: bytes, start: int, stop: int) -> None:
+        if sid == 0:
+            raise H2ConnectionError(f.PROTOCOL_ERROR, "HEADERS on stream 0")
+        self_dependent = False
+        if flags & (f.FLAG_PADDED | f.FLAG_PRIORITY):
+            if flags & f.FLAG_PADDED:
+                if start == stop:
+                    raise H2ConnectionError(f.FRAME_SIZE_ERROR, "HEADERS too short for its padding")
+                pad = data[start]
+                start += 1
+            else:
+                pad = 0
+            if flags & f.FLAG_PRIORITY:
+                if stop - start < 5:
+                    raise H2ConnectionError(f.FRAME_SIZE_ERROR, "HEADERS too short for its priority")
+                self_dependent = _U32(data, start) & _MASK == sid
+                start += 5
+            if pad > stop - start:
+                raise H2ConnectionError(f.PROTOCOL_ERROR, "padding longer than the HEADERS payload")
+            stop -= pad
+        block = data[start:stop]
+        if flags & f.FLAG_END_HEADERS:
+            self._header_block(sid, block, flags & f.FLAG_END_STREAM, self_dependent)
+            return
+        if len(block) > self.settings.max_header_block_size:
+            raise H2ConnectionError(f.ENHANCE_YOUR_CALM, "header block too large")
+        self._hb_stream = sid
+        self._hb_parts = [block]
+        self._hb_flags = flags | (f.FLAG_PRIORITY if self_dependent else 0)
+        self._hb_size = len(block)
+        self._hb_frames = 0
+
+    def _continuation_frame(self, flags: int, sid: int, data: bytes, start: int, stop: int) -> None:
+        if not self._hb_stream or sid != self._hb_stream:
+            raise H2ConnectionError(f.PROTOCOL_ERROR, "unexpected CONTINUATION")
+        self._hb_frames += 1
+        self._hb_size += stop - start
+        if self._hb_frames > self.settings.max_continuation_frames:
+            raise H2ConnectionError(f.ENHANCE_YOUR_CALM, "too many CONTINUATION frames")
+        if self._hb_size > self.settings.max_header_block_size:
+            raise H2ConnectionError(f.ENHANCE_YOUR_CALM, "header block too large")
+        self._hb_parts.append(data[start:stop])
+        if flags & f.FLAG_END_HEADERS:
+            block = b"".join(self._hb_parts)
+            self._hb_stream = 0
+            self._hb_parts = []
+            hb_flags = self._hb_flags
+            self._header_block(sid, block, hb_flags & f.FLAG_END_STREAM, bool(hb_flags & f.FLAG_PRIORITY))
+
+    def _decode(self, block: bytes) -> tuple[list[tuple[bytes, bytes]], bool]:
+        try:
+            fields, oversized = self._decoder.decode(block, self.settings.max_header_list_size)
+        except HPACKError as exc:
+            raise H2ConnectionError(f.COMPRESSION_ERROR, str(exc)) from None
+        if self._decoder.changed:
+            self._block_cache.clear()
+            self._block_cache_size = 0
+        return fields, oversized
+
+    def _header_block(self, sid: int, block: bytes, end_stream: int, self_dependent: bool) -> None:
+        stream = self.streams.get(sid)
+        if stream is not None or sid <= self.highest_stream_id:
+            self._trailer_block(sid, stream, block, end_stream)
+            return
+        if not sid & 1:
+            raise H2ConnectionError(f.PROTOCOL_ERROR, "client stream ids must be odd")
+        self.highest_stream_id = sid
+        head = self._block_cache.get(block)
+        oversized = False
+        if head is None:
+            fields, oversized = self._decode(block)
+            if not oversized:
+                try:
+                    head = validate_request(fields, self.settings.enable_connect_protocol)
+                except MalformedRequest:
+                    raise H2StreamError(sid, f.PROTOCOL_ERROR) from None
+                if not self._decoder.changed and len(block) <= _BLOCK_CACHE_ITEM_MAX:
+                    self._block_cache_size += len(block) + self._decoder.list_size
+                    if self._block_cache_size > _BLOCK_CACHE_BUDGET:
+                        self._block_cache.clear()
+                        self._block_cache_size = len(block) + self._decoder.list_size
+                    self._block_cache[block] = head
+        if sid > self._goaway_last_id or self.peer_goaway:
+            raise H2StreamError(sid, f.REFUSED_STREAM)
+        if len(self.streams) + self.orphaned_streams >= self.settings.max_concurrent_streams:
+            self._flood(_RESETS, "too many refused streams")
+            raise H2StreamError(sid, f.REFUSED_STREAM)
+        if self_dependent:
+            raise H2StreamError(sid, f.PROTOCOL_ERROR)
+        stream = Stream(sid, self.peer_initial_window, self._local_initial_window)
+        if oversized or head is None:
+            # RFC 9113 8.2.3 / RFC 6585: answer 431 without bothering the application.
+            self.streams[sid] = stream
+            stream.remote_closed = bool(end_stream)
+            self.send_headers(sid, 431, _RESPONSE_431, end_stream=True)
+            if sid in self.streams:
+                self.reset_stream(sid, f.NO_ERROR)
+            return
+        content_length = head.content_length
+        if end_stream:
+            if content_length:
+                raise H2StreamError(sid, f.PROTOCOL_ERROR)
+            stream.remote_closed = True
+        else:
+            stream.content_length = content_length
+        self.streams[sid] = stream
+        self._listener_request(sid, head, bool(end_stream))
+
+    def _trailer_block(self, sid: int, stream: Stream | None, block: bytes, end_stream: int) -> None:
+        fields, _ = self._decode(block)  # decoded even when refused: HPACK state must stay in step
+        if stream is None:
+            self._on_closed_stream(sid, "HEADERS")
+            return
+        if stream.remote_closed:
+            raise H2StreamError(sid, f.STREAM_CLOSED)
+        if not end_stream:
+            raise H2StreamError(sid, f.PROTOCOL_ERROR)
+        try:
+            validate_trailers(fields)
+        except MalformedRequest:
+            raise H2StreamError(sid, f.PROTOCOL_ERROR) from None
+        if stream.content_length is not None and stream.received != stream.content_length:
+            raise H2StreamError(sid, f.PROTOCOL_ERROR)
+        self._end_remote(stream)
+        self._listener_data(sid, b"", True)
+
+    def _end_remote(self, stream: Stream) -> None:
+        stream.remote_closed = True
+        if stream.local_closed:
+            del self.streams[stream.stream_id]
+            self._remember_closed(stream.stream_id, CLOSED)
+
+    def _data_frame(self, flags: int, sid: int, data: bytes, start: int, stop: int) -> None:
+        if sid == 0:
+            raise H2ConnectionError(f.PROTOCOL_ERROR, "DATA on stream 0")
+        length = stop - start
+        if length > self.recv_window:
+            raise H2ConnectionError(f.FLOW_CONTROL_ERROR, "DATA beyond the connection window")
+        self.recv_window -= length
+        stream = self.streams.get(sid)
+        if stream is None or stream.remote_closed or length > stream.recv_window:
+            self.consume(0, length)
+            if stream is None:
+                if sid > self.highest_stream_id:
+                    raise H2ConnectionError(f.PROTOCOL_ERROR, f"DATA on idle stream {sid}")
+                self._on_closed_stream(sid, "DATA")
+                return
+            raise H2StreamError(sid, f.STREAM_CLOSED if stream.remote_closed else f.FLOW_CONTROL_ERROR)
+        stream.recv_window -= length
+        end_stream = flags & f.FLAG_END_STREAM
+        if flags & f.FLAG_PADDED:
+            if length == 0:
+                raise H2ConnectionError(f.FRAME_SIZE_ERROR, "DATA too short for its padding")
+            pad = data[start]
+            if pad >= length:
+                raise H2ConnectionError(f.PROTOCOL_ERROR, "padding longer than the DATA payload")
+            start += 1
+            stop -= pad
+            self.consume(sid, pad + 1)  # padding is flow controlled but never reaches the app
+        chunk = data[start:stop]
+        size = stop - start
+        if size == 0 and not end_stream:
+            self._flood(_EMPTY_DATA, "empty DATA flood")
+        received = stream.received = stream.received + size
+        expected = stream.content_length
+        if expected is not None and (received > expected or (end_stream and received != expected)):
+            self.consume(0, size)
+            raise H2StreamError(sid, f.PROTOCOL_ERROR)
+        if end_stream:
+            self._end_remote(stream)
+        self._listener_data(sid, chunk, bool(end_stream))
+
+    def _window_update_frame(self, sid: int, data: bytes, start: int, stop: int) -> None:
+        if stop - start != 4:
+            raise H2ConnectionError(f.FRAME_SIZE_ERROR, "WINDOW_UPDATE length must be 4")
+        increment = _U32(data, start) & _MASK
+        if sid == 0:
+            if increment == 0:
+                raise H2ConnectionError(f.PROTOCOL_ERROR, "WINDOW_UPDATE increment 0")
+            self.send_window += increment
+            if self.send_window > f.MAX_WINDOW_SIZE:
+                raise H2ConnectionError(f.FLOW_CONTROL_ERROR, "connection window overflow")
+            if self._blocked:
+                self._flush_blocked()
+            return
+        stream = self.streams.get(sid)
+        if stream is None:
+            if sid > self.highest_stream_id:
+                raise H2ConnectionError(f.PROTOCOL_ERROR, f"WINDOW_UPDATE on idle stream {sid}")
+            return
+        if increment == 0:
+            raise H2StreamError(sid, f.PROTOCOL_ERROR)
+        stream.send_window += increment
+        if stream.send_window > f.MAX_WINDOW_SIZE:
+            raise H2StreamError(sid, f.FLOW_CONTROL_ERROR)
+        if stream.pending is not None and self._flush_stream(stream):
+            self._listener_drained(sid)
+
+    def _settings_frame(self, flags: int, sid: int, data: bytes, start: int, stop: int) -> None:
+        if sid != 0:
+            raise H2ConnectionError(f.PROTOCOL_ERROR, "SETTINGS on a stream")
+        if flags & f.FLAG_ACK:
+            if stop != start:
+                raise H2ConnectionError(f.FRAME_SIZE_ERROR, "SETTINGS ACK with a payload")
+            if not self.settings_acked:
+                self.settings_acked = True
+                delta = self.settings.initial_window_size - self._local_initial_window
+                self._local_initial_window = self.settings.initial_window_size
+                for stream in self.streams.values():
+                    stream.recv_window += delta
+            return
+        if (stop - start) % 6:
+            raise H2ConnectionError(f.FRAME_SIZE_ERROR, "SETTINGS length not a multiple of 6")
+        self._flood(_SETTINGS, "SETTINGS flood")
+        self._apply_settings(data[start:stop])
+        # The ACK goes before any DATA a larger window lets out: the peer applies it on the ACK.
+        self._out += f.SETTINGS_ACK_FRAME
+        if self._blocked:
+            self._flush_blocked()
+
+    def _apply_settings(self, payload: bytes) -> None:
+        for ident, value in f.parse_settings(payload):
+            if ident == f.SETTINGS_INITIAL_WINDOW_SIZE:
+                if value > f.MAX_WINDOW_SIZE:
+                    raise H2ConnectionError(f.FLOW_CONTROL_ERROR, "SETTINGS_INITIAL_WINDOW_SIZE too large")
+                delta = value - self.peer_initial_window
+                self.peer_initial_window = value
+                for stream in self.streams.values():
+                    stream.send_window += delta
+                    if stream.send_window > f.MAX_WINDOW_SIZE:
+                        raise H2ConnectionError(f.FLOW_CONTROL_ERROR, "stream window overflow")
+            elif ident == f.SETTINGS_MAX_FRAME_SIZE:
+                if not f.DEFAULT_MAX_FRAME_SIZE <= value <= f.MAX_FRAME_SIZE_LIMIT:
+                    raise H2ConnectionError(f.PROTOCOL_ERROR, "SETTINGS_MAX_FRAME_SIZE out of range")
+                self.peer_max_frame_size = value
+            elif ident == f.SETTINGS_HEADER_TABLE_SIZE:
+                self._encoder.set_peer_table_size(value)
+            elif ident in (f.SETTINGS_ENABLE_PUSH, f.SETTINGS_ENABLE_CONNECT_PROTOCOL) and value > 1:
+                raise H2ConnectionError(f.PROTOCOL_ERROR, f"SETTINGS {ident} must be 0 or 1")
+
+    def _rst_stream_frame(self, sid: int, data: bytes, start: int, stop: int) -> None:
+        if sid == 0:
+            raise H2ConnectionError(f.PROTOCOL_ERROR, "RST_STREAM on stream 0")
+        if stop - start != 4:
+            raise H2ConnectionError(f.FRAME_SIZE_ERROR, "RST_STREAM length must be 4")
+        stream = self.streams.pop(sid, None)
+        if stream is None:
+            if sid > self.highest_stream_id:
+                raise H2ConnectionError(f.PROTOCOL_ERROR, f"RST_STREAM on idle stream {sid}")
+            return
+        self._remember_closed(sid, RESET_BY_PEER)
+        self._blocked.pop(sid, None)
+        self._flood(_RESETS, "rapid reset")
+        self._listener_reset(sid, _U32(data, start))
+
+    def _ping_frame(self, flags: int, sid: int, data: bytes, start: int, stop: int) -> None:
+        if sid != 0:
+            raise H2ConnectionError(f.PROTOCOL_ERROR, "PING on a stream")
+        if stop - start != 8:
+            raise H2ConnectionError(f.FRAME_SIZE_ERROR, "PING length must be 8")
+        opaque = data[start:stop]
+        if flags & f.FLAG_ACK:
+            if opaque == _SHUTDOWN_PING and self._shutdown_stage == 1:
+                self.finish_shutdown()
+            return
+        self._flood(_PINGS, "PING flood")
+        self._out += f.ping_frame(opaque, ack=True)
+
+    def _priority_frame(self, sid: int, data: bytes, start: int, stop: int) -> None:
+        # Accepted and ignored (RFC 9113 5.3.2), beyond the checks the RFC still requires.
+        if sid == 0:
+            raise H2ConnectionError(f.PROTOCOL_ERROR, "PRIORITY on stream 0")
+        if stop - start != 5:
+            raise H2StreamError(sid, f.FRAME_SIZE_ERROR)
+        if _U32(data, start) & _MASK == sid:
+            raise H2StreamError(sid, f.PROTOCOL_ERROR)
+
+    def _goaway_frame(self, sid: int, length: int) -> None:
+        if sid != 0:
+            raise H2ConnectionError(f.PROTOCOL_ERROR, "GOAWAY on a stream")
+        if length < 8:
+            raise H2ConnectionError(f.FRAME_SIZE_ERROR, "GOAWAY too short")
+        self.peer_goaway = True
+
+    def _flood(self, kind: int, message: str) -> None:
+        """Spend one token of a flood bucket; an empty bucket ends the connection (ENHANCE_YOUR_CALM)."""
+        bucket = self._flood_buckets[kind]
+        now = self._clock()
+        limit = self._flood_limits[kind]
+        tokens = min(limit, bucket[0] + (now - bucket[1]) * self._flood_rates[kind])
+        if tokens < 1:
+            raise H2ConnectionError(f.ENHANCE_YOUR_CALM, message)
+        bucket[0] = tokens - 1
+        bucket[1] = now
+
+    def _connection_error(self, code: int, message: str) -> None:
+        self._out += f.goaway_frame(self.highest_stream_id, code, message.encode("ascii", "replace")[:256])
+        self.closed = True
+        self.error_code = code
+        self._buf = None
+
+    def _on_closed_stream(self, sid: int, kind: str) -> None:
+        """HEADERS or DATA on a stream that is not open (RFC 9113 5.1, 5.1.1)."""
+        how = self._closed.get(sid)
+        if how is None:
+            how = self._closed_before.get(sid)
+        if how == RESET_BY_US:
+            return  # sent before the peer saw our RST_STREAM: ignore
+        if how == RESET_BY_PEER:
+            raise H2StreamError(sid, f.STREAM_CLOSED)
+        if how == CLOSED:
+            raise H2ConnectionError(f.STREAM_CLOSED, f"{kind} on closed stream {sid}")
+        raise H2ConnectionError(f.PROTOCOL_ERROR, f"{kind} on stream {sid}, below the last one")
+
+    def _remember_closed(self, sid: int, how: int) -> None:
+        closed = self._closed
+        closed[sid] = how
+        if len(closed) >= self._closed_memory:
+            self._closed_before = closed
+            self._closed = {}
+
+    def _reset(self, sid: int, code: int, notify: bool) -> None:
+        self._out += f.rst_stream_frame(sid, code)
+        self._remember_closed(sid, RESET_BY_US)
+        stream = self.streams.pop(sid, None)
+        self._blocked.pop(sid, None)
+        if notify and stream is not None:
+            self._listener_reset(sid, code)
+
+    # ---------------------------------------------------------------------------------------------
+    # Ending
+
+    def start_shutdown(self) -> None:
+        """Graceful shutdown, step one: GOAWAY with the maximum id, then a PING to time the round trip.
+
+        Streams the client opened before it sees the GOAWAY are still served;
+        ``finish_shutdown`` (on the PING ACK, or the caller's timeout) names the last one.
+        """
+        if self.closed or self._shutdown_stage:
+            return
+        self._shutdown_stage = 1
+        self._out += f.goaway_frame(_MASK, f.NO_ERROR)
+        self._out += f.ping_frame(_SHUTDOWN_PING, ack=False)
+
+    def finish_shutdown(self) -> None:
+        """Graceful shutdown, step two: the final GOAWAY; later streams are refused."""
+        if self.closed or self._shutdown_stage == 2:
+            return
+        self._shutdown_stage = 2
+        self._goaway_last_id = self.highest_stream_id
+        self._out += f.goaway_frame(self.highest_stream_id, f.NO_ERROR)
+
+    @property
+    def shutdown_complete(self) -> bool:
+        """True once the final GOAWAY went out and no stream is left: time to close."""
+        return self._shutdown_stage == 2 and not self.streams
+
+    def close(self, code: int = f.NO_ERROR, message: str = "") -> None:
+        """End the connection now with GOAWAY ``code`` (e.g. SETTINGS_TIMEOUT, INTERNAL_ERROR)."""
+        if not self.closed:
+            self._connection_error(code, message)

@@ -1,0 +1,54 @@
+"""HTTP/1.1 -> HTTP/2 cleartext upgrade (RFC 7540 section 3.2): the upgrading request becomes stream 1.
+
+``h2c_request`` decides, from a parsed HTTP/1.1 head, whether to upgrade;
+``upgrade_h2c`` hands the transport to a new ``HTTP2Protocol``.  The request
+body (Content-Length only; chunked requests are not upgraded) arrives after
+the head on the wire and is read by the HTTP/2 side, with backpressure, before
+the client preface.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .frames import decode_http2_settings
+from .protocol import HTTP2Protocol
+
+_HOP_BY_HOP = frozenset({b"connection", b"upgrade", b"http2-settings"})
+
+
+def _valid_settings(value: bytes) -> bool:
+    try:
+        decode_http2_settings(value)
+    except ValueError:
+        return False
+    return True
+
+
+def h2c_request(config: Any, scope: dict[str, Any], transfer_encoding: bytes | None) -> bytes | None:
+    """The HTTP2-Settings value when this request may switch to h2c, else None (serve it as HTTP/1.1)."""
+    if config.http != "auto" or scope["scheme"] != "http" or transfer_encoding is not None:
+        return None
+    settings = []
+    tokens: set[bytes] = set()
+    for name, value in scope["headers"]:
+        if name == b"http2-settings":
+            settings.append(value)
+        elif name == b"connection":
+            tokens.update(token.strip().lower() for token in value.split(b","))
+        elif name == b"content-length" and not value.isdigit():
+            return None
+    if len(settings) != 1 or not {b"upgrade", b"http2-settings"} <= tokens:
+        return None
+    return settings[0] if _valid_settings(settings[0]) else None
+
+
+def upgrade_h2c(http1: Any, scope: dict[str, Any], settings: bytes, rest: bytes) -> None:
+    """Switch the HTTP/1.1 connection of ``http1`` to HTTP/2; ``rest`` are the bytes after the head."""
+    transport = http1.transport
+    http1.state.connections.discard(http1)
+    http1.transport = None
+    scope["headers"] = [field for field in scope["headers"] if field[0] not in _HOP_BY_HOP]
+    protocol = HTTP2Protocol(http1.config, http1.state, http1.loop)
+    transport.set_protocol(protocol)
+    protocol.upgrade(transport, scope, settings, rest)
