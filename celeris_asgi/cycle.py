@@ -20,11 +20,38 @@ request side with feed_body(), feed_eof() and feed_disconnect().
 from __future__ import annotations
 
 import asyncio
+import sys
+from collections.abc import Coroutine
 from typing import Any
 
 from celeris_asgi.logging import error_logger
 
 _DISCONNECT: dict[str, Any] = {"type": "http.disconnect"}
+# Python 3.12+ can start a task eagerly: a handler that never waits runs to completion right
+# away, with no trip through the event loop (and no done-callback when it finished).
+EAGER_TASKS = sys.version_info >= (3, 12)
+
+
+def start_app_task(
+    state: Any, coro: Coroutine[Any, Any, None], loop: asyncio.AbstractEventLoop, eager: bool = False
+) -> None:
+    """Run an app call as a task tracked in state.tasks (for shutdown and --limit-concurrency)."""
+    if eager and EAGER_TASKS:
+        task = asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg]
+        if task.done():
+            return
+    else:
+        task = loop.create_task(coro)
+    state.tasks.add(task)
+    task.add_done_callback(state.tasks.discard)
+
+
+def over_concurrency_limit(state: Any, limit: int | None) -> bool:
+    """True (and logged) when --limit-concurrency requests already run: the caller answers 503."""
+    if limit is not None and len(state.tasks) >= limit:
+        error_logger.warning("Exceeded concurrency limit.")
+        return True
+    return False
 
 
 class ClientDisconnected(OSError):

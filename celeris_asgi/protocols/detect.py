@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from celeris_asgi.logging import error_logger
-from celeris_asgi.protocols.http1 import HTTP1Protocol
+from celeris_asgi.protocols.http1 import SHUTDOWN_GRACE, HTTP1Protocol
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 # A request line in progress: method token, a space, a target without spaces, then " HTTP/".
@@ -135,5 +135,5 @@ class ProtocolDetector(asyncio.Protocol):
             self.transport.close()
 
     def shutdown(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
+        """Accepted just before shutdown: its request may be on the way, so allow a short grace."""
+        self.deadline = min(self.deadline, self.state.now + SHUTDOWN_GRACE)

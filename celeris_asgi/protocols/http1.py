@@ -17,7 +17,7 @@ from urllib.parse import unquote
 
 import httptools
 
-from celeris_asgi.cycle import RequestCycle
+from celeris_asgi.cycle import RequestCycle, over_concurrency_limit, start_app_task
 from celeris_asgi.headers import STATUS_LINES, status_line, validate_header
 from celeris_asgi.logging import AccessLog, error_logger
 from celeris_asgi.protocols.addresses import client_address, server_address
@@ -28,9 +28,11 @@ _ASGI = {"version": "3.0", "spec_version": "2.4"}
 _EXTENSIONS: dict[str, Any] = {"http.response.trailers": {}, "http.response.early_hint": {}}
 _HOST_VALUE = re.compile(rb"^[A-Za-z0-9\-._~!$&'()*+,;=:\[\]%]*$")
 _NO_BODY_STATUS = frozenset({204, 304})
+_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE")}
 
-# Timeout kinds, checked by check_timeouts().
-_IDLE, _HEADERS, _BODY, _SEND = 0, 1, 2, 3
+# Read-side timeout kinds, checked by check_timeouts(); the send timeout has its own deadline.
+_IDLE, _HEADERS, _BODY = 0, 1, 2
+SHUTDOWN_GRACE = 1.0  # seconds a connection accepted just before shutdown may still send its request
 
 
 class RequestError(Exception):
@@ -80,8 +82,10 @@ class HTTP1Protocol(asyncio.Protocol):
         self.host_count = 0
         self.expect_continue = False
         self.transfer_encoding: bytes | None = None
+        self.content_length: bytes | None = None
         self.upgrade: bytes | None = None
         self.body_bytes = 0
+        self.out: list[bytes] | None = None  # responses batched while data_received runs
         self.parsing: RequestCycle | None = None
         # response being written
         self.cycle: RequestCycle | None = None
@@ -101,6 +105,8 @@ class HTTP1Protocol(asyncio.Protocol):
         self.drain_waiter: asyncio.Future[None] | None = None
         self.deadline = 0.0
         self.timeout_kind = _HEADERS
+        self.send_deadline = 0.0
+        self.requests_started = 0
 
     # ----- connection events ---------------------------------------------------------------
 
@@ -132,12 +138,11 @@ class HTTP1Protocol(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.write_paused = True
-        self.deadline = self.state.now + self.config.timeout_send
-        self.timeout_kind = _SEND
+        self.send_deadline = self.state.now + self.config.timeout_send
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        self.deadline = 0.0
+        self.send_deadline = 0.0
         waiter = self.drain_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -148,6 +153,7 @@ class HTTP1Protocol(asyncio.Protocol):
             if self.head_bytes > self.limit_head_bytes:
                 self.refuse(431, "Request header fields too large")
                 return
+        self.out = []
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
@@ -158,6 +164,7 @@ class HTTP1Protocol(asyncio.Protocol):
                 error_logger.error("Error while handling a request", exc_info=cause or exc)
                 self.refuse(500, "Internal Server Error")
         except httptools.HttpParserUpgrade as exc:
+            self.flush()
             if self.h2c is not None:
                 from celeris_asgi.protocols.http2.upgrade import upgrade_h2c
 
@@ -174,6 +181,35 @@ class HTTP1Protocol(asyncio.Protocol):
                 self.refuse(505, "HTTP version not supported")
             else:
                 self.refuse(400, f"Invalid HTTP request: {message}")
+        finally:
+            out = self.out
+            self.out = None
+            if out and self.transport is not None:
+                self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+
+    def write(self, data: bytes) -> None:
+        """transport.write, batched while data_received runs (pipelined answers go out together)."""
+        out = self.out
+        if out is None:
+            self.transport.write(data)  # type: ignore[union-attr]
+            return
+        out.append(data)
+        if len(data) > 8192 or len(out) >= 32:
+            # Bound the batch: large or many writes go out now, so backpressure (pause_writing) still applies.
+            self.transport.write(b"".join(out))  # type: ignore[union-attr]
+            out.clear()
+
+    def flush(self) -> None:
+        """Write what is batched now: before closing, or before handing the transport on."""
+        out = self.out
+        if out and self.transport is not None:
+            self.transport.write(b"".join(out))
+            out.clear()
+
+    def close_transport(self) -> None:
+        if self.transport is not None:
+            self.flush()
+            self.transport.close()
 
     def handle_upgrade(self) -> None:
         """An Upgrade or CONNECT request. Unsupported kinds are served as plain requests, then closed."""
@@ -205,6 +241,7 @@ class HTTP1Protocol(asyncio.Protocol):
         self.host_count = 0
         self.expect_continue = False
         self.transfer_encoding = None
+        self.content_length = None
         self.upgrade = None
         self.body_bytes = 0
         if self.cycle is None:
@@ -228,6 +265,8 @@ class HTTP1Protocol(asyncio.Protocol):
             self.host_count += 1
         elif name == b"transfer-encoding":
             self.transfer_encoding = value if self.transfer_encoding is None else self.transfer_encoding + b"," + value
+        elif name == b"content-length":
+            self.content_length = value
         elif name == b"expect":
             self.expect_continue = value.lower() == b"100-continue"
         elif name == b"upgrade":
@@ -240,7 +279,8 @@ class HTTP1Protocol(asyncio.Protocol):
         if version != "1.1" and version != "1.0":
             raise RequestError(505, "HTTP version not supported")
         self.validate_framing(version)
-        method = parser.get_method().decode("ascii")
+        raw_method = parser.get_method()
+        method = _METHODS.get(raw_method) or raw_method.decode("ascii")
         if method == "CONNECT":
             raise RequestError(405, "CONNECT is not supported over HTTP/1.1")
         raw_path, query_string = self.split_target(self.url)
@@ -289,6 +329,8 @@ class HTTP1Protocol(asyncio.Protocol):
         expect_continue = self.expect_continue and version == "1.1"
         start = self.loop.time() if self.access_log.enabled else 0.0
         cycle = RequestCycle(scope, self, expect_continue, start)
+        if self.transfer_encoding is None and (self.content_length is None or self.content_length == b"0"):
+            cycle.body_complete = True  # no body: the app's first receive() need not wait
         self.parsing = cycle
         self.deadline = self.state.now + self.config.timeout_request_body
         self.timeout_kind = _BODY
@@ -364,6 +406,7 @@ class HTTP1Protocol(asyncio.Protocol):
 
     def start_cycle(self, cycle: RequestCycle) -> None:
         self.cycle = cycle
+        self.requests_started += 1
         self.chunked = False
         self.no_body = cycle.scope["method"] == "HEAD"
         self.expected_length = None
@@ -371,15 +414,13 @@ class HTTP1Protocol(asyncio.Protocol):
         self.close_after_response = False
         state = self.state
         state.total_requests += 1
-        if self.limit_concurrency is not None and len(state.tasks) >= self.limit_concurrency:
-            error_logger.warning("Exceeded concurrency limit.")
-            cycle.response_started = True
+        if over_concurrency_limit(state, self.limit_concurrency):
             cycle.send_error_response(503)
             self.cycle_done(cycle)
             return
-        task = self.loop.create_task(cycle.run(self.app))
-        state.tasks.add(task)
-        task.add_done_callback(state.tasks.discard)
+        # Only bodyless requests start eagerly: one with a body starts after the bytes at hand are
+        # parsed, so a malformed body in the same packet is refused before the app sees anything.
+        start_app_task(state, cycle.run(self.app), self.loop, eager=cycle.body_complete)
 
     def next_request(self) -> None:
         """The response in progress is complete: close, or run the next pipelined request."""
@@ -391,10 +432,10 @@ class HTTP1Protocol(asyncio.Protocol):
         if cycle is not None and self.access_log.enabled:
             self.log_access(cycle)
         if self.pending_error is not None and self.keep_alive and not self.close_after_response:
-            transport.write(self.pending_error)
+            self.write(self.pending_error)
             self.keep_alive = False
         if not self.keep_alive or self.close_after_response:
-            transport.close()
+            self.close_transport()
             return
         if self.pipeline:
             nxt, keep_alive = self.pipeline.popleft()
@@ -402,7 +443,7 @@ class HTTP1Protocol(asyncio.Protocol):
             self.start_cycle(nxt)
             return
         if self.state.shutting_down:
-            transport.close()
+            self.close_transport()
             return
         if self.parsing is None:
             self.deadline = self.state.now + self.config.timeout_keep_alive
@@ -430,12 +471,12 @@ class HTTP1Protocol(asyncio.Protocol):
                 self.cycle = None
             if parsing.head_sent:  # its response is already on the wire: no second answer
                 self.keep_alive = False
-                transport.close()
+                self.close_transport()
                 return
         if self.cycle is None:
             self.keep_alive = False
-            transport.write(response)
-            transport.close()
+            self.write(response)
+            self.close_transport()
         else:  # an earlier pipelined response is in progress: answer after it
             self.pending_error = response
 
@@ -499,12 +540,12 @@ class HTTP1Protocol(asyncio.Protocol):
         self.expected_length = expected_length
         cycle.response_headers = headers
         if no_body:
-            transport.write(b"".join(parts))
+            self.write(b"".join(parts))
             if not more_body and not cycle.trailers_expected:
                 self.next_request()
             return self.write_paused
         parts.append(self.frame_body(cycle, body, more_body))
-        transport.write(b"".join(parts))
+        self.write(b"".join(parts))
         if not more_body and not cycle.trailers_expected:
             self.finish_body(cycle)
         return self.write_paused
@@ -544,7 +585,7 @@ class HTTP1Protocol(asyncio.Protocol):
         if not self.no_body:
             data = self.frame_body(cycle, body, more_body)
             if data:
-                transport.write(data)
+                self.write(data)
         if not more_body and not cycle.trailers_expected:
             self.finish_body(cycle)
         return self.write_paused
@@ -559,7 +600,7 @@ class HTTP1Protocol(asyncio.Protocol):
                 validate_header(name, value)
                 parts.append(b"%s: %s\r\n" % (name, value))
             parts.append(b"\r\n")
-            transport.write(b"".join(parts))
+            self.write(b"".join(parts))
         if cycle.response_complete:
             self.finish_body(cycle)
         return self.write_paused
@@ -573,7 +614,7 @@ class HTTP1Protocol(asyncio.Protocol):
             validate_header(name, value)
             parts.append(b"%s: %s\r\n" % (name, value))
         parts.append(b"\r\n")
-        transport.write(b"".join(parts))
+        self.write(b"".join(parts))
 
     async def drain(self, cycle: RequestCycle) -> None:
         if not self.write_paused or self.transport is None:
@@ -591,7 +632,7 @@ class HTTP1Protocol(asyncio.Protocol):
     def abort(self, cycle: RequestCycle) -> None:
         if self.transport is not None and cycle is self.cycle:
             self.keep_alive = False
-            self.transport.close()
+            self.close_transport()
 
     def cycle_done(self, cycle: RequestCycle) -> None:
         if cycle is self.cycle and cycle.response_complete and self.transport is not None:
@@ -612,24 +653,25 @@ class HTTP1Protocol(asyncio.Protocol):
 
     def check_timeouts(self, now: float) -> None:
         """Called by the server tick: enforce header, body, keep-alive and send timeouts."""
+        if self.transport is None:
+            return
+        if self.write_paused and self.send_deadline and now >= self.send_deadline:
+            error_logger.info("Closing a connection whose client stopped reading (--timeout-send).")
+            self.transport.abort()
+            return
         deadline = self.deadline
-        if not deadline or now < deadline or self.transport is None:
+        if not deadline or now < deadline:
             return
         kind = self.timeout_kind
-        if kind == _SEND:
-            if self.write_paused:
-                error_logger.info("Closing a connection whose client stopped reading (--timeout-send).")
-                self.transport.abort()
-            return
         if kind == _IDLE:
             if self.cycle is None and self.parsing is None and not self.in_headers:
-                self.transport.close()
+                self.close_transport()
             return
         if kind == _HEADERS:
             if self.in_headers:
                 self.refuse(408, "Request header timeout")
             elif self.cycle is None and self.parsing is None:
-                self.transport.close()  # connected but never sent a byte
+                self.close_transport()  # connected but never sent a byte
             return
         if kind == _BODY and self.parsing is not None and not self.read_paused:
             self.deadline = 0.0
@@ -641,5 +683,10 @@ class HTTP1Protocol(asyncio.Protocol):
         if transport is None:
             return
         self.keep_alive = False
-        if self.cycle is None and self.parsing is None:
-            transport.close()
+        if self.cycle is None and self.parsing is None and not self.in_headers:
+            if self.requests_started:
+                self.close_transport()
+            else:
+                # Accepted just before shutdown, its request may be on the way: a short grace, then close.
+                self.deadline = self.state.now + SHUTDOWN_GRACE
+                self.timeout_kind = _IDLE

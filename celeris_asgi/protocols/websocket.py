@@ -28,7 +28,7 @@ import os
 from collections import deque
 from typing import Any
 
-from celeris_asgi.cycle import ClientDisconnected
+from celeris_asgi.cycle import ClientDisconnected, start_app_task
 from celeris_asgi.headers import validate_header
 from celeris_asgi.logging import AccessLog, error_logger
 
@@ -200,9 +200,7 @@ class WebSocketSession:
                 error_logger.warning("Exceeded concurrency limit.")
             self.respond_plain(503, b"Service Unavailable")
             return
-        task = self.loop.create_task(self.run(self.config.loaded_app))
-        state.tasks.add(task)
-        task.add_done_callback(state.tasks.discard)
+        start_app_task(state, self.run(self.config.loaded_app), self.loop)
 
     async def run(self, app: Any) -> None:
         """Call the app and close whatever it left open, the way the ASGI spec asks."""

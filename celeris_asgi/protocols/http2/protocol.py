@@ -15,7 +15,7 @@ import dataclasses
 from typing import Any
 from urllib.parse import unquote
 
-from celeris_asgi.cycle import RequestCycle
+from celeris_asgi.cycle import RequestCycle, over_concurrency_limit, start_app_task
 from celeris_asgi.headers import validate_header
 from celeris_asgi.logging import AccessLog, error_logger
 from celeris_asgi.protocols.addresses import client_address, server_address
@@ -345,14 +345,11 @@ class HTTP2Protocol(asyncio.Protocol):
         state = self.state
         state.total_requests += 1
         self.cycles[cycle.stream_id] = cycle
-        if self.limit_concurrency is not None and len(state.tasks) >= self.limit_concurrency:
-            error_logger.warning("Exceeded concurrency limit.")
+        if over_concurrency_limit(state, self.limit_concurrency):
             cycle.send_error_response(503)
             self.cycle_done(cycle)
             return
-        task = self.loop.create_task(cycle.run(self.app))
-        state.tasks.add(task)
-        task.add_done_callback(state.tasks.discard)
+        start_app_task(state, cycle.run(self.app), self.loop)
 
     def on_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
         cycle = self.cycles.get(stream_id)
