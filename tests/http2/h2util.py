@@ -5,18 +5,22 @@ the engine's output back into the client, recording the engine's listener
 callbacks and the client's events.  ``frame()`` builds raw frames for what
 the h2 client refuses to send; ``parse_frames()`` reads the engine's output
 with ``hyperframe`` (an independent parser) so assertions see real frames.
+``FrameSocket`` does the same against a live server.
 """
 
 from __future__ import annotations
 
+import socket
 import struct
+import time
+from collections.abc import Callable
 from typing import Any
 
 import h2.config
 import h2.connection
 import h2.events
 import hpack
-from hyperframe.frame import Frame, GoAwayFrame, RstStreamFrame
+from hyperframe.frame import Frame, GoAwayFrame, RstStreamFrame, SettingsFrame
 
 from celeris_asgi.protocols.http2 import H2Connection, H2Settings
 from celeris_asgi.protocols.http2 import frames as f
@@ -289,6 +293,52 @@ class H2Socket:
 
     def of(self, kind: type, sid: int | None = None) -> list[Any]:
         return [e for e in self.events if isinstance(e, kind) and (sid is None or e.stream_id == sid)]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class FrameSocket:
+    """Hand-built frames to a live server on a real socket; its frames parsed as they arrive.
+
+    For what the ``h2`` client refuses to send (a second HEADERS without END_STREAM, DATA
+    that contradicts content-length): the handshake is done, then ``send`` raw frames and
+    ``read_until`` a condition on every frame received so far (``frames``).
+    """
+
+    def __init__(self, port: int, timeout: float = 5.0) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.encoder = hpack.Encoder()
+        self.frames: list[Frame] = []
+        self._buf = b""
+        self.send(PREFACE + frame(f.SETTINGS, 0, 0))
+        self.read_until(lambda frames: any(isinstance(fr, SettingsFrame) and "ACK" not in fr.flags for fr in frames))
+        self.send(frame(f.SETTINGS, f.FLAG_ACK, 0))
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def block(self, headers: list[tuple[str, str]]) -> bytes:
+        return self.encoder.encode(headers)
+
+    def read_until(self, until: Callable[[list[Frame]], bool], timeout: float = 5.0) -> list[Frame]:
+        deadline = time.monotonic() + timeout
+        while not until(self.frames):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"condition not met; frames: {self.frames}")
+            self.sock.settimeout(remaining)
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionError(f"server closed; frames: {self.frames}")
+            self._buf += data
+            while len(self._buf) >= 9:
+                end = 9 + int.from_bytes(self._buf[:3], "big")
+                if len(self._buf) < end:
+                    break
+                self.frames.extend(parse_frames(self._buf[:end]))
+                self._buf = self._buf[end:]
+        return self.frames
 
     def close(self) -> None:
         self.sock.close()

@@ -166,8 +166,13 @@ def test_random_frame_sequences_never_crash_the_engine(seed):
             if rng.random() < 0.2:
                 for stream_id in list(raw.server.streams):
                     raw.server.consume(stream_id, 10)
-                    raw.server.finish_stream(stream_id)
+                    raw.server.finish_stream(stream_id, linger=rng.random() < 0.5)
                 raw.send(b"")
+            if rng.random() < 0.1:
+                raw.clock.now += 20
+                raw.server.expire_lingering(30.0)
+                raw.send(b"")
+            assert set(raw.server._lingering) <= set(raw.server.streams)  # no stale bookkeeping
             if raw.server.closed:
                 break
 

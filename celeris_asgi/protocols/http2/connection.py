@@ -86,6 +86,9 @@ class H2Connection(SendMixin):
         self._closed: dict[int, int] = {}
         self._closed_before: dict[int, int] = {}
         self._closed_memory = max(256, 2 * settings.max_concurrent_streams)
+        #: Half-closed (local) streams the application is done with -> since when (clock), oldest
+        #: first: the rest of their request is still checked, then dropped (see ``finish_stream``).
+        self._lingering: dict[int, float] = {}
         self._shutdown_stage = 0
         self._goaway_last_id = _MASK
         interval = settings.flood_interval
@@ -300,9 +303,11 @@ class H2Connection(SendMixin):
                     self._block_cache[block] = head
         if sid > self._goaway_last_id or self.peer_goaway:
             raise H2StreamError(sid, f.REFUSED_STREAM)
-        if len(self.streams) + self.orphaned_streams >= self.settings.max_concurrent_streams:
-            self._flood(_RESETS, "too many refused streams")
-            raise H2StreamError(sid, f.REFUSED_STREAM)
+        while len(self.streams) + self.orphaned_streams >= self.settings.max_concurrent_streams:
+            if not self._lingering:
+                self._flood(_RESETS, "too many refused streams")
+                raise H2StreamError(sid, f.REFUSED_STREAM)
+            self._reset(next(iter(self._lingering)), f.NO_ERROR, notify=False)  # the oldest finished response
         if self_dependent:
             raise H2StreamError(sid, f.PROTOCOL_ERROR)
         stream = Stream(sid, self.peer_initial_window, self._local_initial_window)
@@ -345,8 +350,11 @@ class H2Connection(SendMixin):
     def _end_remote(self, stream: Stream) -> None:
         stream.remote_closed = True
         if stream.local_closed:
-            del self.streams[stream.stream_id]
-            self._remember_closed(stream.stream_id, CLOSED)
+            sid = stream.stream_id
+            del self.streams[sid]
+            self._remember_closed(sid, CLOSED)
+            if self._lingering:
+                self._lingering.pop(sid, None)
 
     def _data_frame(self, flags: int, sid: int, data: bytes, start: int, stop: int) -> None:
         if sid == 0:
@@ -375,7 +383,6 @@ class H2Connection(SendMixin):
             start += 1
             stop -= pad
             self.consume(sid, pad + 1)  # padding is flow controlled but never reaches the app
-        chunk = data[start:stop]
         size = stop - start
         if size == 0 and not end_stream:
             self._flood(_EMPTY_DATA, "empty DATA flood")
@@ -384,9 +391,18 @@ class H2Connection(SendMixin):
         if expected is not None and (received > expected or (end_stream and received != expected)):
             self.consume(0, size)
             raise H2StreamError(sid, f.PROTOCOL_ERROR)
+        if self._lingering and sid in self._lingering:
+            # Checked, now dropped: only the connection window comes back, so the peer sends at most
+            # its stream window more (then RST_STREAM NO_ERROR).
+            self.consume(0, size)
+            if end_stream:
+                self._end_remote(stream)
+            elif stream.recv_window <= 0:
+                self._reset(sid, f.NO_ERROR, notify=False)
+            return
         if end_stream:
             self._end_remote(stream)
-        self._listener_data(sid, chunk, bool(end_stream))
+        self._listener_data(sid, data[start:stop], bool(end_stream))
 
     def _window_update_frame(self, sid: int, data: bytes, start: int, stop: int) -> None:
         if stop - start != 4:
@@ -467,6 +483,8 @@ class H2Connection(SendMixin):
                 raise H2ConnectionError(f.PROTOCOL_ERROR, f"RST_STREAM on idle stream {sid}")
             return
         self._remember_closed(sid, RESET_BY_PEER)
+        if self._lingering:
+            self._lingering.pop(sid, None)
         self._blocked.pop(sid, None)
         self._flood(_RESETS, "rapid reset")
         self._listener_reset(sid, _U32(data, start))
@@ -542,6 +560,8 @@ class H2Connection(SendMixin):
         self._remember_closed(sid, RESET_BY_US)
         stream = self.streams.pop(sid, None)
         self._blocked.pop(sid, None)
+        if self._lingering:
+            self._lingering.pop(sid, None)
         if notify and stream is not None:
             self._listener_reset(sid, code)
 
@@ -559,6 +579,8 @@ class H2Connection(SendMixin):
         self._shutdown_stage = 1
         self._out += f.goaway_frame(_MASK, f.NO_ERROR)
         self._out += f.ping_frame(_SHUTDOWN_PING, ack=False)
+        for sid in list(self._lingering):  # finished responses: the rest of their requests is not awaited
+            self._reset(sid, f.NO_ERROR, notify=False)
 
     def finish_shutdown(self) -> None:
         """Graceful shutdown, step two: the final GOAWAY; later streams are refused."""

@@ -515,7 +515,7 @@ class HTTP2Protocol(asyncio.Protocol):
         if cycle.body and cycle is not self.upgrade_cycle:
             engine.consume(0, len(cycle.body))
         cycle.body = b""
-        engine.finish_stream(sid)
+        engine.finish_stream(sid, linger=True)  # a request still arriving is checked to its end
         if not self.cycles:
             self.idle_since = self.state.now
         if self.access_log.enabled and cycle.response_started:
@@ -535,6 +535,7 @@ class HTTP2Protocol(asyncio.Protocol):
             if now > self.upgrade_deadline:
                 transport.close()  # the h2c request body stalled (--timeout-request-body)
             return
+        engine.expire_lingering(self.config.timeout_request_body)  # requests left unfinished after their response
         if not engine.settings_acked and now - self.connected_at > self.settings.settings_timeout:
             engine.close(f.SETTINGS_TIMEOUT, "SETTINGS not acknowledged")
         elif self.write_paused and now - self.write_paused_since > self.config.timeout_send:

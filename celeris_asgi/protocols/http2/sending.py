@@ -28,7 +28,11 @@ class SendMixin:
     _conn_unacked: int
     _conn_threshold: int
     _local_initial_window: int
+    _lingering: dict[int, float]
+    _clock: Callable[[], float]
+    _shutdown_stage: int
     streams: dict[int, Stream]
+    closed: bool
     peer_max_frame_size: int
     send_window: int
     recv_window: int
@@ -225,13 +229,31 @@ class SendMixin:
         """True while some of the stream's data waits for the peer's flow-control window."""
         return sid in self._blocked
 
-    def finish_stream(self, sid: int) -> None:
+    def finish_stream(self, sid: int, linger: bool = False) -> None:
         """The application is done with a stream: end whatever it left open.
 
-        A complete response whose request is still arriving gets RST_STREAM
-        NO_ERROR (RFC 9113 8.1); an unfinished response with nothing queued gets CANCEL.
+        A complete response whose request is still arriving gets RST_STREAM NO_ERROR
+        (RFC 9113 8.1); an unfinished response with nothing queued gets CANCEL.  With
+        ``linger`` the complete response's stream stays half-closed (local) instead, so the
+        rest of the request is still checked (trailers, content-length, windows: RFC 9113
+        5.1, 8.1) and then dropped, until the peer ends or resets it.  Bounded: RST_STREAM
+        NO_ERROR once its stream window is spent, when ``expire_lingering`` finds it too old,
+        when a new stream needs its slot, or at shutdown.
         """
         stream = self.streams.get(sid)
         if stream is None or stream.pending is not None:
             return
+        if linger and stream.local_closed and stream.recv_window > 0 and not self._shutdown_stage:
+            self._lingering[sid] = self._clock()
+            return
         self._reset(sid, f.NO_ERROR if stream.local_closed else f.CANCEL, notify=False)
+
+    def expire_lingering(self, max_age: float) -> None:
+        """RST_STREAM NO_ERROR for lingering streams (see ``finish_stream``) older than ``max_age`` seconds."""
+        if not self._lingering or self.closed:
+            return
+        oldest = self._clock() - max_age
+        for sid, since in list(self._lingering.items()):
+            if since > oldest:
+                return
+            self._reset(sid, f.NO_ERROR, notify=False)
