@@ -36,21 +36,42 @@ def status_line(status: int) -> bytes:
         raise RuntimeError(f"Invalid HTTP status code {status!r} in response.") from None
 
 
-_valid_names: set[bytes] = set()
+# How HTTP/1.1 treats a response header name; PLAIN ones are copied as they are.
+PLAIN, CONTENT_LENGTH, TRANSFER_ENCODING, CONNECTION = 0, 1, 2, 3
+_SPECIAL_NAMES = {b"content-length": CONTENT_LENGTH, b"transfer-encoding": TRANSFER_ENCODING, b"connection": CONNECTION}
+_CACHE_LIMIT = 4096
+# Names and values already checked, remembered (bounded) so a well-behaved app pays a lookup.
+name_kinds: dict[bytes, int] = {}
+checked_values: set[bytes] = set()
+
+
+def header_name_kind(name: bytes) -> int:
+    """Validate a response header name (a token) and say how HTTP/1.1 must treat it."""
+    kind = name_kinds.get(name)
+    if kind is not None:
+        return kind
+    if not isinstance(name, bytes) or not _TOKEN.match(name):
+        raise RuntimeError(f"Invalid HTTP header name {name!r} in response.")
+    kind = _SPECIAL_NAMES.get(name.lower(), PLAIN)
+    if len(name_kinds) < _CACHE_LIMIT:
+        name_kinds[name] = kind
+    return kind
+
+
+def check_header_value(value: bytes) -> None:
+    """Reject a value an app could use for response splitting (CR, LF, NUL, other controls)."""
+    if value in checked_values:
+        return
+    if not isinstance(value, bytes) or _INVALID_VALUE.search(value):
+        raise RuntimeError(f"Invalid HTTP header value {value!r} in response.")
+    if len(value) <= 256 and len(checked_values) < _CACHE_LIMIT:
+        checked_values.add(value)
 
 
 def validate_header(name: bytes, value: bytes) -> None:
-    """Reject header names and values an app could use for response splitting.
-
-    Names already seen valid are remembered (bounded), so a well-behaved app pays one set lookup.
-    """
-    if name not in _valid_names:
-        if not isinstance(name, bytes) or not _TOKEN.match(name):
-            raise RuntimeError(f"Invalid HTTP header name {name!r} in response.")
-        if len(_valid_names) < 4096:
-            _valid_names.add(name)
-    if not isinstance(value, bytes) or _INVALID_VALUE.search(value):
-        raise RuntimeError(f"Invalid HTTP header value {value!r} in response.")
+    """Reject header names and values an app could use for response splitting."""
+    header_name_kind(name)
+    check_header_value(value)
 
 
 def is_token(value: bytes) -> bool:

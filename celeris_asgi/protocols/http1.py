@@ -18,7 +18,17 @@ from urllib.parse import unquote
 import httptools
 
 from celeris_asgi.cycle import RequestCycle, over_concurrency_limit, start_app_task
-from celeris_asgi.headers import STATUS_LINES, status_line, validate_header
+from celeris_asgi.headers import (
+    CONTENT_LENGTH,
+    STATUS_LINES,
+    TRANSFER_ENCODING,
+    check_header_value,
+    checked_values,
+    header_name_kind,
+    name_kinds,
+    status_line,
+    validate_header,
+)
 from celeris_asgi.logging import AccessLog, error_logger
 from celeris_asgi.protocols.addresses import client_address, server_address
 from celeris_asgi.protocols.websocket import websocket_enabled
@@ -491,23 +501,28 @@ class HTTP1Protocol(asyncio.Protocol):
         parts = [status_line(status), self.state.default_headers.block]
         expected_length = None
         chunked = False
+        kinds = name_kinds
+        good_values = checked_values
         for name, value in headers:
-            validate_header(name, value)
-            lname = name.lower()
-            if lname == b"content-length":
-                if not value.isdigit() or expected_length is not None:
-                    raise RuntimeError(f"Invalid Content-Length {value!r} in response.")
-                expected_length = int(value)
-            elif lname == b"transfer-encoding":
-                if value.lower() != b"chunked":
-                    raise RuntimeError(f"Unsupported Transfer-Encoding {value!r} in response.")
-                chunked = True
-                continue
-            elif lname == b"connection" and b"close" in value.lower():
-                self.keep_alive = False
-                continue
-            elif lname == b"connection":
-                continue
+            kind = kinds.get(name)
+            if kind is None:
+                kind = header_name_kind(name)
+            if value not in good_values:
+                check_header_value(value)
+            if kind:
+                if kind == CONTENT_LENGTH:
+                    if not value.isdigit() or expected_length is not None:
+                        raise RuntimeError(f"Invalid Content-Length {value!r} in response.")
+                    expected_length = int(value)
+                elif kind == TRANSFER_ENCODING:
+                    if value.lower() != b"chunked":
+                        raise RuntimeError(f"Unsupported Transfer-Encoding {value!r} in response.")
+                    chunked = True
+                    continue
+                else:  # connection: the server decides; only a "close" from the app is honoured
+                    if b"close" in value.lower():
+                        self.keep_alive = False
+                    continue
             parts.append(b"%s: %s\r\n" % (name, value))
         no_body = self.no_body or status in _NO_BODY_STATUS or status < 200
         if no_body:
