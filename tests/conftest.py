@@ -105,6 +105,14 @@ def raw_exchange(port: int, data: bytes, timeout: float = 3.0, wait_close: bool 
         return b"".join(chunks)
 
 
+def wait_for(predicate: Callable[[], Any], timeout: float = 3.0) -> None:
+    """Poll until predicate() is true; fail the test when it is not within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.01)
+
+
 def response_status(raw: bytes) -> int:
     """The status code of the first response in raw bytes."""
     match = re.match(rb"HTTP/1\.[01] (\d{3})", raw)

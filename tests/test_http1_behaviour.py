@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from tests.apps import hello
+from tests.conftest import wait_for
 from tests.rawhttp import connect, exchange, parse_responses, read_responses, read_until_close
 
 pytestmark = pytest.mark.timeout(15)
@@ -33,13 +34,6 @@ def req(
         lines.insert(0, "Host: t")
     head = f"{method} {target} HTTP/{version}\r\n" + "".join(f"{h}\r\n" for h in lines) + "\r\n"
     return head.encode("latin-1") + body
-
-
-def wait_for(predicate: Any, timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.01)
 
 
 async def wait_event(event: threading.Event) -> None:

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from tests.apps import echo, hello
+from tests.conftest import wait_for
 from tests.rawhttp import connect, parse_responses, read_responses, read_until_close
 
 pytestmark = pytest.mark.timeout(15)
@@ -27,13 +28,6 @@ pytestmark = pytest.mark.timeout(15)
 def req(*headers: str, method: str = "GET", target: str = "/", body: bytes = b"") -> bytes:
     head = f"{method} {target} HTTP/1.1\r\nHost: t\r\n" + "".join(f"{h}\r\n" for h in headers) + "\r\n"
     return head.encode("latin-1") + body
-
-
-def wait_for(predicate: Any, timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.01)
 
 
 # ----- --limit-concurrency --------------------------------------------------------------------------
