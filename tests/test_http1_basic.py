@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
@@ -66,3 +68,25 @@ def test_rfc9112_3_2_missing_host_is_400_and_closes(serve):
     raw = raw_exchange(server.port, b"GET / HTTP/1.1\r\n\r\n")
     assert response_status(raw) == 400
     assert b"connection: close" in raw
+
+
+def test_rfc9112_9_3_2_a_long_pipeline_to_an_app_that_waits_is_answered_in_full(serve):
+    """300 pipelined requests queued behind a slow first one, then answered without waiting: each
+    queued request starts on its own (never nested inside the previous app's send, which would
+    recurse 300 deep), all answered, in order."""
+
+    async def waits_then_answers(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        if scope["path"] == "/0":
+            await asyncio.sleep(0.2)  # the rest of the pipeline queues up behind this one
+        body = scope["path"].encode()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(body))]})
+        await send({"type": "http.response.body", "body": body})
+
+    server = serve(waits_then_answers)
+    count = 300
+    requests = b"".join(b"GET /%d HTTP/1.1\r\nHost: a\r\n\r\n" % i for i in range(count))
+    raw = raw_exchange(server.port, requests + b"GET /end HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", timeout=10)
+    bodies = [part.rsplit(b"\r\n\r\n", 1)[-1] for part in raw.split(b"HTTP/1.1 200 OK")[1:]]
+    assert bodies == [b"/%d" % i for i in range(count)] + [b"/end"]

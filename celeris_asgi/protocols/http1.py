@@ -17,7 +17,7 @@ from urllib.parse import unquote
 
 import httptools
 
-from celeris_asgi.cycle import RequestCycle, over_concurrency_limit, start_app_task
+from celeris_asgi.cycle import EAGER_TASKS, RequestCycle, over_concurrency_limit, start_app_task
 from celeris_asgi.headers import (
     CONTENT_LENGTH,
     STATUS_LINES,
@@ -96,6 +96,7 @@ class HTTP1Protocol(asyncio.Protocol):
         self.upgrade: bytes | None = None
         self.body_bytes = 0
         self.out: list[bytes] | None = None  # responses batched while data_received runs
+        self.eager = False  # start apps eagerly for the requests of this read (see data_received)
         self.parsing: RequestCycle | None = None
         # response being written
         self.cycle: RequestCycle | None = None
@@ -164,6 +165,10 @@ class HTTP1Protocol(asyncio.Protocol):
                 self.refuse(431, "Request header fields too large")
                 return
         self.out = []
+        # Several requests in one read (pipelining): start their apps eagerly so each answers before
+        # the next is parsed and all answers leave in one write. Measured on 3.13: half the CPU per
+        # pipelined request, but 5-30% more for a lone request, so lone requests start as plain tasks.
+        self.eager = EAGER_TASKS and data.count(b"\r\n\r\n") > 1
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
@@ -346,7 +351,7 @@ class HTTP1Protocol(asyncio.Protocol):
         self.timeout_kind = _BODY
         if self.cycle is None:
             self.keep_alive = keep_alive
-            self.start_cycle(cycle)
+            self.start_cycle(cycle, eager=self.eager and cycle.body_complete)
         else:
             # Pipelined: wait for the response in progress; stop reading until it is done.
             self.pipeline.append((cycle, keep_alive))
@@ -414,7 +419,7 @@ class HTTP1Protocol(asyncio.Protocol):
 
     # ----- running requests ----------------------------------------------------------------
 
-    def start_cycle(self, cycle: RequestCycle) -> None:
+    def start_cycle(self, cycle: RequestCycle, eager: bool = False) -> None:
         self.cycle = cycle
         self.requests_started += 1
         self.chunked = False
@@ -430,7 +435,9 @@ class HTTP1Protocol(asyncio.Protocol):
             return
         # Only bodyless requests start eagerly: one with a body starts after the bytes at hand are
         # parsed, so a malformed body in the same packet is refused before the app sees anything.
-        start_app_task(state, cycle.run(self.app), self.loop, eager=cycle.body_complete)
+        # A queued request started from next_request() is never eager: that runs inside the previous
+        # app's send(), and eager starts there would nest one app inside the other.
+        start_app_task(state, cycle.run(self.app), self.loop, eager=eager)
 
     def next_request(self) -> None:
         """The response in progress is complete: close, or run the next pipelined request."""
