@@ -68,7 +68,7 @@ _OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
     (("--proxy-headers",), {"bool": True, "help": "Trust X-Forwarded-* and Forwarded from allowed IPs."}),
     (("--forwarded-allow-ips",), {"help": "Comma-separated IPs/CIDRs/* trusted for proxy headers."}),
     (("--workers",), {"type": int, "help": "Worker processes (default $WEB_CONCURRENCY or 1)."}),
-    (("--reuse-port",), {"bool": False, "help": "Give each worker its own SO_REUSEPORT socket."}),
+    (("--reuse-port",), {"bool": False, "help": "Per-worker SO_REUSEPORT socket; restarts reset its queue."}),
     (("--timeout-worker-healthcheck",), {"type": float, "default": 10, "help": "Seconds a worker may not answer."}),
     (("--limit-max-requests",), {"type": int, "help": "Recycle a worker after this many requests."}),
     (("--limit-max-requests-jitter",), {"type": int, "default": 0, "help": "Random extra requests (0..N)."}),
