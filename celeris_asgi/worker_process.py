@@ -46,7 +46,6 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_STARTUP_FAILED = 3
 MEMORY_CHECK_INTERVAL = 1.0  # seconds between RSS readings
-DRAIN_GRACE = 0.5  # seconds between "stop accepting" and the Server's graceful shutdown
 
 
 def rss_mib() -> float:
@@ -135,18 +134,6 @@ class WorkerMonitor:
         return None
 
 
-def drain_then_stop(server: Server, grace: float = DRAIN_GRACE) -> None:
-    """Stop accepting now, and begin the Server's graceful shutdown `grace` seconds later.
-
-    A connection accepted a moment ago has usually not delivered its request yet, and the Server's
-    shutdown closes connections without a request in progress: that would fail a request the
-    listening socket (shared with the other workers) had already handed to this worker.
-    """
-    for listener in server.servers:
-        listener.close()
-    asyncio.get_running_loop().call_later(grace, setattr, server, "should_exit", True)
-
-
 class WorkerSignals:
     """SIGTERM and SIGINT stop gracefully (a second SIGINT forces); SIGQUIT stops quickly.
 
@@ -158,7 +145,6 @@ class WorkerSignals:
         self.server = server
         self.monitor = monitor
         self.seen: set[int] = set()
-        self.draining = False
 
     def install(self, loop: asyncio.AbstractEventLoop) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
@@ -168,14 +154,13 @@ class WorkerSignals:
         server = self.server
         force = sig == signal.SIGQUIT or sig in self.seen
         self.seen.add(sig)
-        if not self.draining and not server.should_exit:
+        if not server.should_exit:
             self.monitor.send(STOPPING)
         if force or not server.started:
             server.force_exit = force
-            server.should_exit = True
-        elif not self.draining:
-            self.draining = True
-            drain_then_stop(server)
+        # A graceful stop leaves connections accepted a moment ago a short grace to deliver their
+        # request (the protocols' SHUTDOWN_GRACE), so the shared socket loses nothing.
+        server.should_exit = True
 
 
 def reset_signals() -> None:

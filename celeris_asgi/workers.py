@@ -27,7 +27,6 @@ from gunicorn.workers.base import Worker
 from celeris_asgi.config import DEFAULT_SSL_CIPHERS, Config, ConfigError
 from celeris_asgi.lifespan import LifespanFailed
 from celeris_asgi.server import Server, new_event_loop
-from celeris_asgi.worker_process import drain_then_stop
 
 
 class CelerisWorker(Worker):
@@ -120,10 +119,7 @@ class CelerisWorker(Worker):
         if server is None or not self.alive:
             return
         self.alive = False
-        if server.started:
-            drain_then_stop(server)
-        else:
-            server.should_exit = True
+        server.should_exit = True  # graceful: fresh connections get the protocols' SHUTDOWN_GRACE
 
     def quick_stop(self) -> None:
         self.alive = False
