@@ -154,19 +154,6 @@ class Decoder:
                     if index == 0 or offset > len(dynamic):
                         raise HPACKError(f"index {index} out of range")
                     field = dynamic[-offset]
-            elif byte & 0xC0 == 0x40:  # literal with incremental indexing
-                index = byte & 0x3F
-                pos += 1
-                if index == 0x3F:
-                    index, pos = _decode_integer(data, pos, 0x3F)
-                if index:
-                    name = self._lookup(index)[0]
-                else:
-                    name, pos = self._string(data, pos)
-                value, pos = self._string(data, pos)
-                field = (name, value)
-                self._add(field)
-                changed = True
             elif byte & 0xE0 == 0x20:  # dynamic table size update
                 if headers or list_size:
                     raise HPACKError("table size update after the first field")
@@ -180,17 +167,21 @@ class Decoder:
                 self._evict(size)
                 changed = True
                 continue
-            else:  # literal without indexing (0000) or never indexed (0001)
-                index = byte & 0x0F
+            else:  # literal: with incremental indexing (01), without indexing (0000), never indexed (0001)
+                prefix = 0x3F if byte & 0x40 else 0x0F
+                index = byte & prefix
                 pos += 1
-                if index == 0x0F:
-                    index, pos = _decode_integer(data, pos, 0x0F)
+                if index == prefix:
+                    index, pos = _decode_integer(data, pos, prefix)
                 if index:
                     name = self._lookup(index)[0]
                 else:
                     name, pos = self._string(data, pos)
                 value, pos = self._string(data, pos)
                 field = (name, value)
+                if byte & 0x40:
+                    self._add(field)
+                    changed = True
             list_size += len(field[0]) + len(field[1]) + _ENTRY_OVERHEAD
             if list_size > max_list_size:
                 oversized = True
