@@ -15,8 +15,17 @@ from celeris_asgi.logging import configure_logging, error_logger
 from celeris_asgi.server import Server
 
 EXIT_OK = 0
-EXIT_CONFIG = 1
+EXIT_CONFIG = 1  # a start-up error: bad settings, the app not importable, a crashed worker
 EXIT_STARTUP_FAILED = 3
+
+
+def startup_failure_code(exc: ConfigError | LifespanFailed) -> int:
+    """Log a start-up failure as one line (never a traceback) and return its exit code."""
+    if isinstance(exc, LifespanFailed):
+        error_logger.error("Application startup failed: %s", exc)
+        return EXIT_STARTUP_FAILED
+    error_logger.error("%s", exc)
+    return EXIT_CONFIG
 
 
 def serve_config(config: Config) -> int:
@@ -31,12 +40,8 @@ def serve_config(config: Config) -> int:
 
             return Supervisor(config).run()
         Server(config).run()
-    except ConfigError as exc:
-        error_logger.error("%s", exc)
-        return EXIT_CONFIG
-    except LifespanFailed as exc:
-        error_logger.error("Application startup failed: %s", exc)
-        return EXIT_STARTUP_FAILED
+    except (ConfigError, LifespanFailed) as exc:
+        return startup_failure_code(exc)
     except KeyboardInterrupt:
         pass
     return EXIT_OK

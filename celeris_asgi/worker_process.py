@@ -28,6 +28,7 @@ import time
 from celeris_asgi.config import Config, ConfigError
 from celeris_asgi.lifespan import LifespanFailed
 from celeris_asgi.logging import error_logger
+from celeris_asgi.main import EXIT_CONFIG, EXIT_OK, startup_failure_code
 from celeris_asgi.server import Server, new_event_loop
 
 READY = b"r"
@@ -42,9 +43,6 @@ RETIRE_REASONS = {
     RETIRE_LIFETIME: "reached --workers-lifetime",
 }
 
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_STARTUP_FAILED = 3
 MEMORY_CHECK_INTERVAL = 1.0  # seconds between RSS readings
 
 
@@ -198,13 +196,9 @@ def run_worker(config: Config, sockets: list[socket.socket], pipe_fd: int, ppid:
 
         with asyncio.Runner(loop_factory=new_event_loop(config.loop)) as runner:
             runner.run(serve())
-    except ConfigError as exc:
-        error_logger.error("%s", exc)
-        return EXIT_ERROR
-    except LifespanFailed as exc:
-        error_logger.error("Application startup failed: %s", exc)
-        return EXIT_STARTUP_FAILED
+    except (ConfigError, LifespanFailed) as exc:
+        return startup_failure_code(exc)
     except Exception:
         error_logger.exception("Worker crashed")
-        return EXIT_ERROR
+        return EXIT_CONFIG
     return EXIT_OK
