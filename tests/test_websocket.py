@@ -102,17 +102,33 @@ def close_code(frames: list[Frame]) -> int:
     return int.from_bytes(closes[-1].data[:2], "big")
 
 
+async def echo_loop(receive: Any, send: Any) -> None:
+    """Echoes every message until the client goes away."""
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        await send({"type": "websocket.send", "text": message.get("text"), "bytes": message.get("bytes")})
+
+
 async def echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """Accepts, then echoes every message until the client goes away."""
     if scope["type"] != "websocket":
         return
     await receive()
     await send({"type": "websocket.accept"})
-    while True:
-        message = await receive()
-        if message["type"] == "websocket.disconnect":
-            return
-        await send({"type": "websocket.send", "text": message.get("text"), "bytes": message.get("bytes")})
+    await echo_loop(receive, send)
+
+
+async def raises_before_or_after_accept(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Raises before accepting, or on /after right after accepting and one message."""
+    if scope["type"] != "websocket":
+        return
+    await receive()
+    if scope["path"] == "/after":
+        await send({"type": "websocket.accept"})
+        await receive()
+    raise RuntimeError("boom")
 
 
 def recording(events: queue.Queue[Any]) -> Any:
@@ -314,16 +330,7 @@ def test_denial_response_extension(serve):
 
 
 def test_app_raising_before_accept_is_a_500_and_after_accept_a_1011(serve):
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "websocket":
-            return
-        await receive()
-        if scope["path"] == "/after":
-            await send({"type": "websocket.accept"})
-            await receive()
-        raise RuntimeError("boom")
-
-    server = serve(app)
+    server = serve(raises_before_or_after_accept)
     with pytest.raises(InvalidStatus) as info:
         connect(server, "/before")
     assert info.value.response.status_code == 500
@@ -510,14 +517,6 @@ def test_ws_max_queue_pauses_reading_while_the_app_lags(serve):
         go.set()
         assert [ws.recv(timeout=5) for _ in payloads] == payloads
         sender.join(5)
-
-
-async def echo_loop(receive: Any, send: Any) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "websocket.disconnect":
-            return
-        await send({"type": "websocket.send", "text": message.get("text"), "bytes": message.get("bytes")})
 
 
 def test_send_waits_for_a_slow_reader_and_timeout_send_drops_one_that_never_reads(serve):

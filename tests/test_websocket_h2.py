@@ -20,7 +20,7 @@ from websockets.frames import Frame, Opcode
 from websockets.headers import parse_extension
 from websockets.protocol import Protocol, Side
 
-from tests.test_websocket import echo, recording
+from tests.test_websocket import echo, echo_loop, raises_before_or_after_accept, recording
 
 pytestmark = pytest.mark.timeout(15)
 
@@ -232,7 +232,7 @@ def test_rfc8441_5_extended_connect_carries_a_websocket_with_the_asgi_scope(serv
         scopes.put(scope)
         await receive()
         await send({"type": "websocket.accept", "subprotocol": "chat", "headers": [(b"x-extra", b"1")]})
-        await echo_messages(receive, send)
+        await echo_loop(receive, send)
 
     server = serve(app, root_path="/root")
     client = h2client(server.port)
@@ -255,14 +255,6 @@ def test_rfc8441_5_extended_connect_carries_a_websocket_with_the_asgi_scope(serv
     assert scope["headers"][0] == (b"host", b"127.0.0.1")
     assert scope["extensions"] == {"websocket.http.response": {}}
     assert "method" not in scope
-
-
-async def echo_messages(receive: Any, send: Any) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "websocket.disconnect":
-            return
-        await send({"type": "websocket.send", "text": message.get("text"), "bytes": message.get("bytes")})
 
 
 def test_rfc8441_wrong_websocket_version_is_a_400(serve, h2client):
@@ -298,16 +290,7 @@ def test_close_before_accept_is_a_403_and_the_denial_response_works(serve, h2cli
 
 
 def test_app_raising_before_accept_is_a_500_and_after_accept_a_1011(serve, h2client):
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "websocket":
-            return
-        await receive()
-        if scope["path"] == "/after":
-            await send({"type": "websocket.accept"})
-            await receive()
-        raise RuntimeError("boom")
-
-    server = serve(app)
+    server = serve(raises_before_or_after_accept)
     client = h2client(server.port)
     assert client.status(client.open("/before")) == 500
     sid = client.open("/after")
@@ -374,7 +357,7 @@ def test_ws_max_queue_backpressure_is_http2_flow_control(serve, h2client):
         await send({"type": "websocket.accept"})
         while not go.is_set():
             await asyncio.sleep(0.02)
-        await echo_messages(receive, send)
+        await echo_loop(receive, send)
 
     server = serve(app, ws_max_queue=1, h2_initial_window_size=65535, ws_per_message_deflate=False)
     client = h2client(server.port)
