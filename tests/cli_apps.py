@@ -7,6 +7,7 @@ look inside the child process.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import sys
@@ -37,7 +38,7 @@ async def _respond(send: Any, body: bytes, status: int = 200) -> None:
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """GET /sleep?S sleeps S seconds (logging when it starts and whether it finished); /env?NAME
-    returns an environment variable; anything else answers "ok"."""
+    returns an environment variable; /gc-frozen how many objects gc.freeze() holds; anything else answers "ok"."""
     if scope["type"] == "lifespan":
         await _lifespan(receive, send)
         return
@@ -52,6 +53,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await _respond(send, b"slept")
     elif path == "/env":
         await _respond(send, json.dumps(os.environ.get(query)).encode())
+    elif path == "/gc-frozen":
+        await _respond(send, b"%d" % gc.get_freeze_count())
     else:
         await _respond(send, b"ok")
 

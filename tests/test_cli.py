@@ -147,6 +147,14 @@ def test_python_dash_m_serves_the_app_and_stops_cleanly_on_sigterm(cli):
     assert stop_process(process.proc) == 0
 
 
+def test_start_up_objects_are_frozen_out_of_the_garbage_collector_unless_disabled(cli):
+    frozen = cli(APP, "--port", "0")
+    # Imports alone leave tens of thousands of objects; a freeze moves them all to the permanent generation.
+    assert int(httpx.get(f"{frozen.url}/gc-frozen").text) > 10_000
+    not_frozen = cli(APP, "--port", "0", "--no-gc-freeze")
+    assert httpx.get(f"{not_frozen.url}/gc-frozen").text == "0"
+
+
 def test_factory_flag_calls_the_factory(cli):
     process = cli("tests.cli_apps:factory", "--factory", "--port", "0")
     assert httpx.get(process.url).text == "ok"
