@@ -34,16 +34,21 @@ EAGER_TASKS = sys.version_info >= (3, 12)
 
 def start_app_task(
     state: Any, coro: Coroutine[Any, Any, None], loop: asyncio.AbstractEventLoop, eager: bool = False
-) -> None:
-    """Run an app call as a task tracked in state.tasks (for shutdown and --limit-concurrency)."""
+) -> asyncio.Task[None] | None:
+    """Run an app call as a task tracked in state.tasks (for shutdown and --limit-concurrency).
+
+    The coroutine removes its own task from state.tasks in its finally (the caller keeps the
+    returned task for that): cheaper than a done-callback, which is one more loop handle
+    scheduled and run per request. None when an eager start already finished the call.
+    """
     if eager and EAGER_TASKS:
         task = asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg]
         if task.done():
-            return
+            return None
     else:
         task = loop.create_task(coro)
     state.tasks.add(task)
-    task.add_done_callback(state.tasks.discard)
+    return task
 
 
 def over_concurrency_limit(state: Any, limit: int | None) -> bool:
@@ -76,6 +81,7 @@ class RequestCycle:
         "scope",
         "start_time",
         "status",
+        "task",
         "trailers_expected",
         "waiter",
     )
@@ -97,6 +103,7 @@ class RequestCycle:
         self.response_headers: list[tuple[bytes, bytes]] = []
         self.response_bytes = 0
         self.start_time = start_time
+        self.task: asyncio.Task[None] | None = None  # set by the protocol once the app task exists
 
     # ----- fed by the protocol -------------------------------------------------------------
 
@@ -148,6 +155,7 @@ class RequestCycle:
                 self.conn.abort(self)
         finally:
             self.conn.cycle_done(self)
+            self.conn.state.tasks.discard(self.task)
 
     def send_error_response(self, status: int) -> None:
         """A plain-text error response written by the server itself (500, 503, ...)."""

@@ -437,7 +437,7 @@ class HTTP1Protocol(asyncio.Protocol):
         # parsed, so a malformed body in the same packet is refused before the app sees anything.
         # A queued request started from next_request() is never eager: that runs inside the previous
         # app's send(), and eager starts there would nest one app inside the other.
-        start_app_task(state, cycle.run(self.app), self.loop, eager=eager)
+        cycle.task = start_app_task(state, cycle.run(self.app), self.loop, eager=eager)
 
     def next_request(self) -> None:
         """The response in progress is complete: close, or run the next pipelined request."""

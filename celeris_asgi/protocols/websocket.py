@@ -137,6 +137,7 @@ class WebSocketSession:
         "scope",
         "start_time",
         "state",
+        "task",
         "waiter",
     )
 
@@ -161,6 +162,7 @@ class WebSocketSession:
         self.accept_headers: list[tuple[bytes, bytes]] = []
         self.access_log = AccessLog(config.access_log_format, config.access_log)
         self.start_time = loop.time()
+        self.task: asyncio.Task[None] | None = None  # the app's task, which removes itself from state.tasks
         self.phase = _CONNECTING
         self.connect_sent = False
         self.app_closed = False
@@ -200,7 +202,7 @@ class WebSocketSession:
                 error_logger.warning("Exceeded concurrency limit.")
             self.respond_plain(503, b"Service Unavailable")
             return
-        start_app_task(state, self.run(self.config.loaded_app), self.loop)
+        self.task = start_app_task(state, self.run(self.config.loaded_app), self.loop)
 
     async def run(self, app: Any) -> None:
         """Call the app and close whatever it left open, the way the ASGI spec asks."""
@@ -227,6 +229,8 @@ class WebSocketSession:
                 self.carrier.abort()
             elif self.phase == _ACCEPTED and not self.app_closed:
                 self.start_close(1000, "")
+        finally:
+            self.state.tasks.discard(self.task)
 
     def app_failed(self) -> None:
         """The app raised: 500 before the handshake, 1011 after it, an aborted denial response."""

@@ -349,7 +349,7 @@ class HTTP2Protocol(asyncio.Protocol):
             cycle.send_error_response(503)
             self.cycle_done(cycle)
             return
-        start_app_task(state, cycle.run(self.app), self.loop)
+        cycle.task = start_app_task(state, cycle.run(self.app), self.loop)
 
     def on_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
         cycle = self.cycles.get(stream_id)
