@@ -26,11 +26,11 @@ from celeris_asgi.headers import (
     checked_values,
     header_name_kind,
     name_kinds,
-    status_line,
     validate_header,
 )
 from celeris_asgi.logging import AccessLog, error_logger
 from celeris_asgi.protocols.addresses import client_address, server_address
+from celeris_asgi.protocols.target import split_origin_form
 from celeris_asgi.protocols.websocket import websocket_enabled
 
 HIGH_WATER = 64 * 1024  # request body bytes buffered for the app before reading pauses
@@ -43,6 +43,18 @@ _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PAT
 # Read-side timeout kinds, checked by check_timeouts(); the send timeout has its own deadline.
 _IDLE, _HEADERS, _BODY = 0, 1, 2
 SHUTDOWN_GRACE = 1.0  # seconds a connection accepted just before shutdown may still send its request
+
+
+_GOOD_HOSTS: set[bytes] = set()  # Host values already checked (bounded): a repeated one costs a lookup
+_GOOD_HOSTS_MAX = 1024
+
+
+def check_host(value: bytes) -> None:
+    """RFC 9110 7.2 / RFC 3986 3.2.2: a Host value is a reg-name or IP literal with an optional port."""
+    if not _HOST_VALUE.match(value):
+        raise RequestError(400, "Invalid Host header")
+    if len(_GOOD_HOSTS) < _GOOD_HOSTS_MAX:
+        _GOOD_HOSTS.add(value)
 
 
 class RequestError(Exception):
@@ -72,6 +84,7 @@ class HTTP1Protocol(asyncio.Protocol):
         self.app = config.loaded_app
         self.loop = loop or asyncio.get_running_loop()
         self.access_log = AccessLog(config.access_log_format, config.access_log)
+        self.access_log_enabled = self.access_log.enabled
         self.root_path = config.root_path
         self.limit_concurrency = config.limit_concurrency
         self.limit_url = config.limit_request_line
@@ -79,6 +92,9 @@ class HTTP1Protocol(asyncio.Protocol):
         self.limit_header_size = config.limit_request_header_size
         self.limit_head_bytes = self.limit_url + self.limit_header_count * (self.limit_header_size + 4)
         self.limit_body = config.limit_request_body
+        self.timeout_header = config.timeout_request_header
+        self.timeout_body = config.timeout_request_body
+        self.timeout_idle = config.timeout_keep_alive
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.server: tuple[str, int] | None = None
@@ -127,7 +143,7 @@ class HTTP1Protocol(asyncio.Protocol):
         self.server = server_address(transport)
         self.client = client_address(transport)
         self.scheme = "https" if transport.get_extra_info("sslcontext") else "http"
-        self.deadline = self.state.now + self.config.timeout_request_header
+        self.deadline = self.state.now + self.timeout_header
         self.timeout_kind = _HEADERS
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -260,7 +276,7 @@ class HTTP1Protocol(asyncio.Protocol):
         self.upgrade = None
         self.body_bytes = 0
         if self.cycle is None:
-            self.deadline = self.state.now + self.config.timeout_request_header
+            self.deadline = self.state.now + self.timeout_header
             self.timeout_kind = _HEADERS
 
     def on_url(self, url: bytes) -> None:
@@ -278,6 +294,8 @@ class HTTP1Protocol(asyncio.Protocol):
         headers.append((name, value))
         if name == b"host":
             self.host_count += 1
+            if value not in _GOOD_HOSTS:
+                check_host(value)
         elif name == b"transfer-encoding":
             self.transfer_encoding = value if self.transfer_encoding is None else self.transfer_encoding + b"," + value
         elif name == b"content-length":
@@ -293,18 +311,23 @@ class HTTP1Protocol(asyncio.Protocol):
         version = parser.get_http_version()
         if version != "1.1" and version != "1.0":
             raise RequestError(505, "HTTP version not supported")
-        self.validate_framing(version)
+        if self.transfer_encoding is not None or self.host_count != 1:
+            self.validate_framing(version)
         raw_method = parser.get_method()
         method = _METHODS.get(raw_method) or raw_method.decode("ascii")
         if method == "CONNECT":
             raise RequestError(405, "CONNECT is not supported over HTTP/1.1")
-        raw_path, query_string = self.split_target(self.url)
+        url = self.url
         try:
-            path = raw_path.decode("ascii")
+            if url[:1] == b"/" and b"#" not in url:
+                path, raw_path, query_string = split_origin_form(url)
+            else:
+                raw_path, query_string = self.split_target(url)
+                path = raw_path.decode("ascii")
+                if "%" in path:
+                    path = unquote(path)
         except UnicodeDecodeError:
             raise RequestError(400, "Invalid characters in request target") from None
-        if "%" in path:
-            path = unquote(path)
         root_path = self.root_path
         if root_path:
             path = root_path + path
@@ -325,29 +348,20 @@ class HTTP1Protocol(asyncio.Protocol):
             "state": self.state.app_state.copy(),
             "extensions": _EXTENSIONS,
         }
-        if self.upgrade == b"h2c" and self.cycle is None and not self.state.shutting_down:
-            from celeris_asgi.protocols.http2.upgrade import h2c_request
-
-            settings = h2c_request(self.config, scope, self.transfer_encoding)
-            if settings is not None:  # RFC 7540 3.2: this request becomes stream 1 of an HTTP/2 connection
-                self.h2c = (scope, settings)
-                return
-        if (
-            self.upgrade == b"websocket"
-            and self.cycle is None
-            and parser.should_upgrade()
-            and websocket_enabled(self.config)
-        ):
-            self.websocket_scope = scope  # handed off when httptools stops at the upgrade point
+        if self.upgrade is not None and self.cycle is None and self.take_upgrade(scope):
             return
-        keep_alive = parser.should_keep_alive() and not self.state.shutting_down
-        expect_continue = self.expect_continue and version == "1.1"
-        start = self.loop.time() if self.access_log.enabled else 0.0
-        cycle = RequestCycle(scope, self, expect_continue, start)
+        state = self.state
+        keep_alive = parser.should_keep_alive() and not state.shutting_down
+        cycle = RequestCycle(
+            scope,
+            self,
+            self.expect_continue and version == "1.1",
+            self.loop.time() if self.access_log_enabled else 0.0,
+        )
         if self.transfer_encoding is None and (self.content_length is None or self.content_length == b"0"):
             cycle.body_complete = True  # no body: the app's first receive() need not wait
         self.parsing = cycle
-        self.deadline = self.state.now + self.config.timeout_request_body
+        self.deadline = state.now + self.timeout_body
         self.timeout_kind = _BODY
         if self.cycle is None:
             self.keep_alive = keep_alive
@@ -357,6 +371,20 @@ class HTTP1Protocol(asyncio.Protocol):
             self.pipeline.append((cycle, keep_alive))
             self.pause_reading()
 
+    def take_upgrade(self, scope: dict[str, Any]) -> bool:
+        """An Upgrade this server takes over (h2c, websocket): True when the connection changes hands."""
+        if self.upgrade == b"h2c" and not self.state.shutting_down:
+            from celeris_asgi.protocols.http2.upgrade import h2c_request
+
+            settings = h2c_request(self.config, scope, self.transfer_encoding)
+            if settings is not None:  # RFC 7540 3.2: this request becomes stream 1 of an HTTP/2 connection
+                self.h2c = (scope, settings)
+                return True
+        if self.upgrade == b"websocket" and self.parser.should_upgrade() and websocket_enabled(self.config):
+            self.websocket_scope = scope  # handed off when httptools stops at the upgrade point
+            return True
+        return False
+
     def on_body(self, body: bytes) -> None:
         cycle = self.parsing
         if cycle is None:
@@ -364,7 +392,7 @@ class HTTP1Protocol(asyncio.Protocol):
         self.body_bytes += len(body)
         if self.limit_body is not None and self.body_bytes > self.limit_body:
             raise RequestError(413, "Request body too large")
-        self.deadline = self.state.now + self.config.timeout_request_body
+        self.deadline = self.state.now + self.timeout_body
         if cycle.response_complete or cycle.disconnected:
             return  # the app is done with this request: discard the rest of its body
         cycle.feed_body(body)
@@ -377,7 +405,7 @@ class HTTP1Protocol(asyncio.Protocol):
         if cycle is not None:
             cycle.feed_eof()
         if self.cycle is None:
-            self.deadline = self.state.now + self.config.timeout_keep_alive
+            self.deadline = self.state.now + self.timeout_idle
             self.timeout_kind = _IDLE
         elif self.cycle is cycle:
             self.deadline = 0.0
@@ -396,10 +424,6 @@ class HTTP1Protocol(asyncio.Protocol):
                 raise RequestError(501, "Unsupported transfer coding")
         if version == "1.1" and self.host_count != 1:
             raise RequestError(400, "Missing Host header" if not self.host_count else "Duplicate Host header")
-        if self.host_count:
-            for name, value in self.headers:
-                if name == b"host" and not _HOST_VALUE.match(value):
-                    raise RequestError(400, "Invalid Host header")
 
     @staticmethod
     def split_target(url: bytes) -> tuple[bytes, bytes]:
@@ -429,7 +453,7 @@ class HTTP1Protocol(asyncio.Protocol):
         self.close_after_response = False
         state = self.state
         state.total_requests += 1
-        if over_concurrency_limit(state, self.limit_concurrency):
+        if self.limit_concurrency is not None and over_concurrency_limit(state, self.limit_concurrency):
             cycle.send_error_response(503)
             self.cycle_done(cycle)
             return
@@ -446,7 +470,7 @@ class HTTP1Protocol(asyncio.Protocol):
         transport = self.transport
         if transport is None:
             return
-        if cycle is not None and self.access_log.enabled:
+        if cycle is not None and self.access_log_enabled:
             self.log_access(cycle)
         if self.pending_error is not None and self.keep_alive and not self.close_after_response:
             self.write(self.pending_error)
@@ -463,7 +487,7 @@ class HTTP1Protocol(asyncio.Protocol):
             self.close_transport()
             return
         if self.parsing is None:
-            self.deadline = self.state.now + self.config.timeout_keep_alive
+            self.deadline = self.state.now + self.timeout_idle
             self.timeout_kind = _IDLE
         self.resume_reading()
 
@@ -502,10 +526,13 @@ class HTTP1Protocol(asyncio.Protocol):
     def write_head(
         self, cycle: RequestCycle, status: int, headers: list[tuple[bytes, bytes]], body: bytes, more_body: bool
     ) -> bool:
-        transport = self.transport
-        if transport is None or cycle is not self.cycle:
+        if self.transport is None or cycle is not self.cycle:
             return False
-        parts = [status_line(status), self.state.default_headers.block]
+        try:
+            line = STATUS_LINES[status]
+        except (KeyError, TypeError):
+            raise RuntimeError(f"Invalid HTTP status code {status!r} in response.") from None
+        parts = [line, self.state.default_headers.block]
         expected_length = None
         chunked = False
         kinds = name_kinds
@@ -531,46 +558,70 @@ class HTTP1Protocol(asyncio.Protocol):
                         self.keep_alive = False
                     continue
             parts.append(b"%s: %s\r\n" % (name, value))
-        no_body = self.no_body or status in _NO_BODY_STATUS or status < 200
-        if no_body:
+        cycle.response_headers = headers
+        if self.no_body or status in _NO_BODY_STATUS or status < 200:
+            return self.write_head_without_body(cycle, status, parts, expected_length, body, more_body)
+        complete = not more_body and not cycle.trailers_expected
+        if expected_length is not None:
             chunked = False
-            if expected_length is None and body and not more_body and self.no_body and status >= 200:
-                parts.append(b"content-length: %d\r\n" % len(body))
-        elif expected_length is None:
-            if not more_body and not cycle.trailers_expected:
-                expected_length = len(body)
-                parts.append(b"content-length: %d\r\n" % expected_length)
-            elif cycle.scope["http_version"] == "1.1":
-                chunked = True
-            else:
-                self.keep_alive = False
+        elif complete:
+            expected_length = len(body)
+            parts.append(b"content-length: %d\r\n" % expected_length)
+        elif cycle.scope["http_version"] == "1.1":
+            chunked = True
         else:
-            chunked = False
+            self.keep_alive = False  # HTTP/1.0 without a length: the end of the body is the close
         if chunked:
             parts.append(b"transfer-encoding: chunked\r\n")
+        self.end_head(cycle, parts)
+        self.chunked = chunked
+        self.expected_length = expected_length
+        if complete and not chunked and len(body) == expected_length:
+            # The common case: the whole response in one write.
+            cycle.response_bytes = self.sent_length = expected_length
+            parts.append(body)
+            self.write(b"".join(parts))
+            self.next_request()
+            return self.write_paused
+        parts.append(self.frame_body(cycle, body, more_body))
+        self.write(b"".join(parts))
+        if complete:
+            self.finish_body(cycle)
+        return self.write_paused
+
+    def write_head_without_body(
+        self,
+        cycle: RequestCycle,
+        status: int,
+        parts: list[bytes],
+        expected_length: int | None,
+        body: bytes,
+        more_body: bool,
+    ) -> bool:
+        """HEAD, 1xx, 204 and 304: the head alone; a HEAD answer keeps the length the body would have."""
+        if expected_length is None and body and not more_body and self.no_body and status >= 200:
+            parts.append(b"content-length: %d\r\n" % len(body))
+        self.end_head(cycle, parts)
+        self.chunked = False
+        self.no_body = True
+        self.expected_length = expected_length
+        self.write(b"".join(parts))
+        if not more_body and not cycle.trailers_expected:
+            self.next_request()
+        return self.write_paused
+
+    def end_head(self, cycle: RequestCycle, parts: list[bytes]) -> None:
+        """Close the head with the connection header keep-alive calls for, and the blank line."""
         if self.state.shutting_down:
             self.keep_alive = False
         if cycle.expect_continue and not cycle.body_complete:
             self.keep_alive = False  # the client may still send the body we never asked for
         if not self.keep_alive:
-            parts.append(b"connection: close\r\n")
+            parts.append(b"connection: close\r\n\r\n")
         elif cycle.scope["http_version"] == "1.0":
-            parts.append(b"connection: keep-alive\r\n")
-        parts.append(b"\r\n")
-        self.chunked = chunked
-        self.no_body = no_body
-        self.expected_length = expected_length
-        cycle.response_headers = headers
-        if no_body:
-            self.write(b"".join(parts))
-            if not more_body and not cycle.trailers_expected:
-                self.next_request()
-            return self.write_paused
-        parts.append(self.frame_body(cycle, body, more_body))
-        self.write(b"".join(parts))
-        if not more_body and not cycle.trailers_expected:
-            self.finish_body(cycle)
-        return self.write_paused
+            parts.append(b"connection: keep-alive\r\n\r\n")
+        else:
+            parts.append(b"\r\n")
 
     def frame_body(self, cycle: RequestCycle, body: bytes, more_body: bool) -> bytes:
         """The body bytes as they go on the wire (chunked or not), counted against Content-Length."""

@@ -13,12 +13,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from typing import Any
-from urllib.parse import unquote
 
 from celeris_asgi.cycle import RequestCycle, over_concurrency_limit, start_app_task
 from celeris_asgi.headers import validate_header
 from celeris_asgi.logging import AccessLog, error_logger
 from celeris_asgi.protocols.addresses import client_address, server_address
+from celeris_asgi.protocols.target import split_origin_form
 from celeris_asgi.protocols.websocket import websocket_enabled
 
 from . import frames as f
@@ -30,9 +30,6 @@ _ASGI = {"version": "3.0", "spec_version": "2.4"}
 _EXTENSIONS: dict[str, Any] = {"http.response.trailers": {}, "http.response.early_hint": {}}
 _NO_BODY_STATUS = frozenset({204, 304})
 _SHUTDOWN_PING_WAIT = 2.0  # seconds to wait for the PING ACK before the final GOAWAY
-_PATH_CACHE: dict[bytes, tuple[str, bytes, bytes]] = {}
-_PATH_CACHE_MAX = 1024
-_PATH_CACHE_ITEM_MAX = 256  # bytes: long (often unique) targets are not worth keeping
 _CONTENT_LENGTH_0 = (b"content-length", b"0")
 _DEFAULTS = H2Settings()
 _TARGET_CACHE_MAX = 64
@@ -54,23 +51,6 @@ def h2_settings(config: Any) -> H2Settings:
     values.setdefault("connection_window_size", min(max(_DEFAULTS.connection_window_size, 2 * initial), 2**31 - 1))
     values.setdefault("enable_connect_protocol", websocket_enabled(config))  # RFC 8441 WebSockets
     return H2Settings(**values)
-
-
-def split_path(target: bytes) -> tuple[str, bytes, bytes]:
-    """(path, raw_path, query_string) of a ``:path``; ValueError for a non-ASCII target."""
-    cached = _PATH_CACHE.get(target)
-    if cached is not None:
-        return cached
-    raw_path, _, query = target.partition(b"?")
-    path = raw_path.decode("ascii")
-    if "%" in path:
-        path = unquote(path)
-    result = (path, raw_path, query)
-    if len(target) <= _PATH_CACHE_ITEM_MAX:
-        if len(_PATH_CACHE) >= _PATH_CACHE_MAX:
-            _PATH_CACHE.clear()
-        _PATH_CACHE[target] = result
-    return result
 
 
 class H2Cycle(RequestCycle):
@@ -286,7 +266,7 @@ class HTTP2Protocol(asyncio.Protocol):
         if head.path is None or (head.protocol is not None and head.protocol != b"websocket"):
             return None  # plain CONNECT is not served (as over HTTP/1.1); extended CONNECT only for WebSockets
         try:
-            path, raw_path, query = split_path(head.path)
+            path, raw_path, query = split_origin_form(head.path)
         except UnicodeDecodeError:
             return None
         root_path = self.root_path
