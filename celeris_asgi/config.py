@@ -167,6 +167,7 @@ class Config:
         self.lifespan = lifespan
         self.root_path = root_path
         self.proxy_headers = proxy_headers
+        self.proxy: Any = None  # a ProxyHeaders once load() ran with --proxy-headers
         if forwarded_allow_ips is None:
             forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
         if isinstance(forwarded_allow_ips, str):
@@ -340,9 +341,10 @@ class Config:
         if not callable(app):
             raise ConfigError(f"{self.app!r} is not an ASGI application (not callable).")
         if self.proxy_headers:
-            from celeris_asgi.middleware.proxy_headers import ProxyHeadersMiddleware
+            # Applied by the protocols, per trusted connection: no middleware layer on every request.
+            from celeris_asgi.middleware.proxy_headers import ProxyHeaders
 
-            app = ProxyHeadersMiddleware(app, trusted_hosts=self.forwarded_allow_ips)
+            self.proxy = ProxyHeaders(self.forwarded_allow_ips)
         self.loaded_app = app
         self.loaded = True
 

@@ -8,10 +8,12 @@ deployment story the behaviour serves.
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import httpx
 import pytest
+from websockets.sync.client import connect as sync_connect
 
 from celeris_asgi.middleware.proxy_headers import ProxyHeadersMiddleware
 from tests.apps import scope_json
@@ -416,14 +418,14 @@ def test_lifespan_scope_passes_through() -> None:
 
 def test_flood_of_distinct_addresses_keeps_trust_cache_bounded() -> None:
     """Client-controlled X-Forwarded-For entries are looked up too; memory must not grow with them."""
-    middleware = ProxyHeadersMiddleware(_send, "127.0.0.1")  # type: ignore[arg-type]
+    trusted = ProxyHeadersMiddleware(_send, "127.0.0.1").proxy.trusted  # type: ignore[arg-type]
     for i in range(5000):
-        middleware.trusted.judge(f"10.{i // 65536}.{i // 256 % 256}.{i % 256}")
-    assert 0 < len(middleware.trusted._cache) <= 1024
-    assert middleware.trusted.judge("127.0.0.1") == (True, ("127.0.0.1", 0))
+        trusted.judge(f"10.{i // 65536}.{i // 256 % 256}.{i % 256}")
+    assert 0 < len(trusted._cache) <= 1024
+    assert trusted.judge("127.0.0.1") == (True, ("127.0.0.1", 0))
 
 
-# --- end to end: the real server wraps the app when proxy_headers is on ---------------------------------
+# --- end to end: the real server applies the rules when proxy_headers is on ---------------------------------
 
 E2E_TABLE = [
     # (id, forwarded_allow_ips, request headers, client, scheme, Host the app sees; None: as sent)
@@ -459,14 +461,17 @@ E2E_TABLE = [
 
 
 @pytest.mark.timeout(20)
+@pytest.mark.parametrize("http_version", ["HTTP/1.1", "HTTP/2"])
 @pytest.mark.parametrize(("allow", "headers", "client", "scheme", "host"), cases(E2E_TABLE))
 def test_app_behind_proxy_sees_forwarded_client_scheme_and_host(
-    serve: Any, allow: str, headers: dict[str, str], client: Any, scheme: str, host: str | None
+    serve: Any, http_version: str, allow: str, headers: dict[str, str], client: Any, scheme: str, host: str | None
 ) -> None:
     server = serve(scope_json, proxy_headers=True, forwarded_allow_ips=allow)
-    with httpx.Client(trust_env=False, timeout=5) as http:
+    h2 = http_version == "HTTP/2"  # h2c with prior knowledge: the HTTP/2 protocol applies the same rules
+    with httpx.Client(trust_env=False, timeout=5, http1=not h2, http2=h2) as http:
         response = http.get(server.url + "/", headers=headers)
     assert response.status_code == 200
+    assert response.http_version == http_version
     scope = response.json()
     if client is None:  # untouched: the real loopback peer
         assert scope["client"][0] == "127.0.0.1" and scope["client"][1] > 0
@@ -475,3 +480,30 @@ def test_app_behind_proxy_sees_forwarded_client_scheme_and_host(
     assert scope["scheme"] == scheme
     hosts = [value for name, value in scope["headers"] if name == "host"]
     assert hosts == [host or f"127.0.0.1:{server.port}"]
+
+
+async def _websocket_scope_json(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Accepts a WebSocket and sends the scope's client and scheme as one text message."""
+    if scope["type"] == "websocket":
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", "text": json.dumps([scope["client"], scope["scheme"]])})
+        await send({"type": "websocket.close"})
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize(
+    ("allow", "client", "scheme"),
+    [("127.0.0.1", ["203.0.113.7", 0], "wss"), ("10.0.0.0/8", None, "ws")],
+    ids=["trusted_proxy_behind_tls_gives_wss", "untrusted_peer_is_ignored"],
+)
+def test_websocket_behind_proxy_sees_forwarded_client_and_wss(serve: Any, allow: str, client: Any, scheme: str) -> None:
+    server = serve(_websocket_scope_json, proxy_headers=True, forwarded_allow_ips=allow)
+    headers = {"x-forwarded-for": "203.0.113.7", "x-forwarded-proto": "https"}
+    with sync_connect(f"ws://127.0.0.1:{server.port}/", additional_headers=headers, open_timeout=5) as ws:
+        seen_client, seen_scheme = json.loads(ws.recv(timeout=5))
+    if client is None:
+        assert seen_client[0] == "127.0.0.1" and seen_client[1] > 0
+    else:
+        assert seen_client == client
+    assert seen_scheme == scheme

@@ -164,29 +164,38 @@ def _parse_network(entry: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     raise ValueError(f"invalid trusted network {entry!r}: host bits are set (did you mean {loose}?)")
 
 
-class ProxyHeadersMiddleware:
-    """ASGI 3 middleware: see the module docstring for the rules."""
+class ProxyHeaders:
+    """The rules of the module docstring as plain calls, for the server's protocols and the middleware.
 
-    __slots__ = ("app", "trusted")
+    The server asks `trusts_peer` once per connection and calls `rewrite` only for connections from a
+    trusted peer, so the app is not wrapped in a middleware layer on every request.
+    """
 
-    def __init__(self, app: ASGIApp, trusted_hosts: str | Iterable[str] = "127.0.0.1") -> None:
-        self.app = app
+    __slots__ = ("trusted",)
+
+    def __init__(self, trusted_hosts: str | Iterable[str] = "127.0.0.1") -> None:
         self.trusted = TrustedHosts(trusted_hosts)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # Hot path: an untrusted peer costs a cached dict lookup; a trusted one without proxy headers
-        # one pass over the header names, allocating nothing.
-        if scope["type"] in _PROXIED_TYPES and self.trusted.trusts_peer(scope.get("client")):
-            found: dict[bytes, bytes] | None = None
-            for name, value in scope["headers"]:
-                if name in _WATCHED:
-                    if found is None:
-                        found = {}
-                    earlier = found.get(name)
-                    found[name] = value if earlier is None else earlier + b"," + value
-            if found is not None:
-                scope = self._rewrite(scope, found)
-        await self.app(scope, receive, send)
+    def trusts_peer(self, client: Any) -> bool:
+        """Whether the connection's peer (scope["client"]) may set proxy headers."""
+        return self.trusted.trusts_peer(client)
+
+    def rewrite(self, scope: Scope) -> Scope:
+        """The scope as the proxy headers in it tell it (a copy), or `scope` itself when they say nothing.
+
+        Call it only for a trusted peer. Without proxy headers it is one pass over the header names,
+        allocating nothing.
+        """
+        found: dict[bytes, bytes] | None = None
+        for name, value in scope["headers"]:
+            if name in _WATCHED:
+                if found is None:
+                    found = {}
+                earlier = found.get(name)
+                found[name] = value if earlier is None else earlier + b"," + value
+        if found is None:
+            return scope
+        return self._rewrite(scope, found)
 
     def _rewrite(self, scope: Scope, found: dict[bytes, bytes]) -> Scope:
         """Return a copy of `scope` carrying what the proxy headers say, or `scope` itself if nothing."""
@@ -322,3 +331,18 @@ def _with_host(headers: Iterable[Any], host: bytes) -> list[Any]:
     if not placed:
         rewritten.append((b"host", host))
     return rewritten
+
+
+class ProxyHeadersMiddleware:
+    """ASGI 3 middleware with the same rules, for apps served some other way (the server itself does not wrap)."""
+
+    __slots__ = ("app", "proxy")
+
+    def __init__(self, app: ASGIApp, trusted_hosts: str | Iterable[str] = "127.0.0.1") -> None:
+        self.app = app
+        self.proxy = ProxyHeaders(trusted_hosts)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in _PROXIED_TYPES and self.proxy.trusts_peer(scope.get("client")):
+            scope = self.proxy.rewrite(scope)
+        await self.app(scope, receive, send)

@@ -1,4 +1,4 @@
-"""The (host, port) pairs of a connection for the ASGI scope's `server` and `client` keys."""
+"""Who is on each end of a connection: the scope's `server` and `client`, and whether the peer is a trusted proxy."""
 
 from __future__ import annotations
 
@@ -19,3 +19,11 @@ def server_address(transport: asyncio.BaseTransport) -> tuple[str, int] | None:
 
 def client_address(transport: asyncio.BaseTransport) -> tuple[str, int] | None:
     return _as_pair(transport.get_extra_info("peername"))
+
+
+def trusted_proxy(config: Any, client: tuple[str, int] | None) -> Any:
+    """config.proxy (a ProxyHeaders) when the peer may set proxy headers, else None: asked once per connection."""
+    proxy = config.proxy
+    if proxy is not None and proxy.trusts_peer(client):
+        return proxy
+    return None

@@ -29,7 +29,7 @@ from celeris_asgi.headers import (
     validate_header,
 )
 from celeris_asgi.logging import AccessLog, error_logger
-from celeris_asgi.protocols.addresses import client_address, server_address
+from celeris_asgi.protocols.addresses import client_address, server_address, trusted_proxy
 from celeris_asgi.protocols.target import split_origin_form
 from celeris_asgi.protocols.websocket import websocket_enabled
 
@@ -100,6 +100,7 @@ class HTTP1Protocol(asyncio.Protocol):
         self.server: tuple[str, int] | None = None
         self.client: tuple[str, int] | None = None
         self.scheme = "http"
+        self.proxy: Any = None  # config.proxy when the peer is a trusted proxy
         # request being parsed
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
@@ -143,6 +144,7 @@ class HTTP1Protocol(asyncio.Protocol):
         self.server = server_address(transport)
         self.client = client_address(transport)
         self.scheme = "https" if transport.get_extra_info("sslcontext") else "http"
+        self.proxy = trusted_proxy(self.config, self.client)
         self.deadline = self.state.now + self.timeout_header
         self.timeout_kind = _HEADERS
 
@@ -350,6 +352,8 @@ class HTTP1Protocol(asyncio.Protocol):
         }
         if self.upgrade is not None and self.cycle is None and self.take_upgrade(scope):
             return
+        if self.proxy is not None:
+            scope = self.proxy.rewrite(scope)
         state = self.state
         keep_alive = parser.should_keep_alive() and not state.shutting_down
         cycle = RequestCycle(
@@ -378,10 +382,11 @@ class HTTP1Protocol(asyncio.Protocol):
 
             settings = h2c_request(self.config, scope, self.transfer_encoding)
             if settings is not None:  # RFC 7540 3.2: this request becomes stream 1 of an HTTP/2 connection
-                self.h2c = (scope, settings)
+                self.h2c = (scope if self.proxy is None else self.proxy.rewrite(scope), settings)
                 return True
         if self.upgrade == b"websocket" and self.parser.should_upgrade() and websocket_enabled(self.config):
-            self.websocket_scope = scope  # handed off when httptools stops at the upgrade point
+            # Handed off when httptools stops at the upgrade point.
+            self.websocket_scope = scope if self.proxy is None else self.proxy.rewrite(scope)
             return True
         return False
 

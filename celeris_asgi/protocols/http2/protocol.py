@@ -17,7 +17,7 @@ from typing import Any
 from celeris_asgi.cycle import RequestCycle, over_concurrency_limit, start_app_task
 from celeris_asgi.headers import validate_header
 from celeris_asgi.logging import AccessLog, error_logger
-from celeris_asgi.protocols.addresses import client_address, server_address
+from celeris_asgi.protocols.addresses import client_address, server_address, trusted_proxy
 from celeris_asgi.protocols.target import split_origin_form
 from celeris_asgi.protocols.websocket import websocket_enabled
 
@@ -95,6 +95,7 @@ class HTTP2Protocol(asyncio.Protocol):
         self.server: tuple[str, int] | None = None
         self.client: tuple[str, int] | None = None
         self.scheme = "http"
+        self.proxy: Any = None  # config.proxy when the peer is a trusted proxy
         self.cycles: dict[int, H2Cycle] = {}
         self.flush_scheduled = False
         self.write_paused = False
@@ -120,6 +121,7 @@ class HTTP2Protocol(asyncio.Protocol):
         self.server = server_address(transport)
         self.client = client_address(transport)
         self.scheme = "https" if transport.get_extra_info("sslcontext") else "http"
+        self.proxy = trusted_proxy(self.config, self.client)
         self.connected_at = self.idle_since = self.state.now
         self.engine.initiate()
         if self.state.shutting_down:  # accepted just before the server began to stop
@@ -140,6 +142,7 @@ class HTTP2Protocol(asyncio.Protocol):
         self.state.connections.add(self)
         self.server = server_address(transport)
         self.client = client_address(transport)
+        self.proxy = trusted_proxy(self.config, self.client)  # the upgrading request's scope is rewritten already
         self.idle_since = self.state.now
         self.upgrade_deadline = self.state.now + self.config.timeout_request_body
         self.holding = True
@@ -304,6 +307,8 @@ class HTTP2Protocol(asyncio.Protocol):
             "state": self.state.app_state.copy(),
             "extensions": _EXTENSIONS,
         }
+        if self.proxy is not None:
+            scope = self.proxy.rewrite(scope)
         if head.protocol is not None:  # RFC 8441 extended CONNECT: this stream carries a WebSocket
             from celeris_asgi.protocols.websocket_h2 import open_h2_websocket
 
