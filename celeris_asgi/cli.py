@@ -93,7 +93,7 @@ _OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
     (("--header",), {"dest": "headers", "action": "append", "metavar": "NAME:VALUE", "help": "Extra header."}),
     (("--server-header",), {"bool": True, "help": "Send 'server: celeris'."}),
     (("--date-header",), {"bool": True, "help": "Send the Date header."}),
-    (("--gc-freeze",), {"bool": True, "help": "Freeze start-up objects out of the cyclic GC (steadier p99)."}),
+    (("--gc-tuning",), {"bool": True, "help": "Tune the GC for serving: freeze start-up objects, gen0 >= 2000."}),
     (("--log-level",), {"choices": list(LOG_LEVELS), "default": "info", "help": "Log level."}),
     (("--log-config",), {"help": "Logging config file (.json, .yaml, .ini)."}),
     (("--access-log",), {"bool": True, "help": "Write the access log."}),

@@ -111,7 +111,7 @@ class Config:
         headers: list[str] | list[tuple[str, str]] | None = None,
         server_header: bool = True,
         date_header: bool = True,
-        gc_freeze: bool = True,
+        gc_tuning: bool = True,
         log_level: str | int | None = "info",
         log_config: str | dict[str, Any] | None = None,
         access_log: bool = True,
@@ -186,7 +186,7 @@ class Config:
         ]
         self.server_header = server_header
         self.date_header = date_header
-        self.gc_freeze = gc_freeze
+        self.gc_tuning = gc_tuning
         self.log_level = log_level
         self.log_config = log_config
         self.access_log = access_log

@@ -38,15 +38,24 @@ def new_event_loop(loop_setting: str) -> Callable[[], asyncio.AbstractEventLoop]
     return asyncio.new_event_loop
 
 
-def freeze_start_up_objects() -> None:
-    """Move what imports and the app's startup made into the GC's permanent generation.
+GC_YOUNG_THRESHOLD = 2000  # CPython 3.13's default for generation 0 (3.11 and 3.12 use 700)
 
-    Those objects live as long as the process, yet every full collection walked all of them:
-    under HTTP/2 load (h2load -c16 -m10) that was a stall of several ms a few times a second,
-    p99 8.8 ms; frozen, p99 2.9 ms. The collect first keeps garbage out of the freeze.
+
+def tune_gc_for_serving() -> None:
+    """Freeze what imports and startup made, and collect the young generation less often.
+
+    Start-up objects live as long as the process, yet every full collection walked all of them:
+    under HTTP/2 load (h2load -c16 -m10) a stall of several ms a few times a second, p99 8.8 ms;
+    frozen, 2.9 ms (the collect first keeps garbage out of the freeze). Each request allocates
+    dozens of container objects, so at 700 allocations the young generation was collected every
+    ~150 requests; at 3.13's 2000, HTTP/2 CPU per request is 3-5% lower on 3.11, the same as with
+    the collector off.
     """
     gc.collect()
     gc.freeze()
+    young, *older = gc.get_threshold()
+    if 0 < young < GC_YOUNG_THRESHOLD:
+        gc.set_threshold(GC_YOUNG_THRESHOLD, *older)
 
 
 class Server:
@@ -112,8 +121,8 @@ class Server:
         for sock in sockets:
             server = await loop.create_server(factory, sock=sock, ssl=config.ssl, backlog=config.backlog)
             self.servers.append(server)
-        if config.gc_freeze:
-            freeze_start_up_objects()
+        if config.gc_tuning:
+            tune_gc_for_serving()
         self.started = True
         self.started_at = time.monotonic()
         for sock in sockets:

@@ -38,7 +38,8 @@ async def _respond(send: Any, body: bytes, status: int = 200) -> None:
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """GET /sleep?S sleeps S seconds (logging when it starts and whether it finished); /env?NAME
-    returns an environment variable; /gc-frozen how many objects gc.freeze() holds; anything else answers "ok"."""
+    returns an environment variable; /gc how many objects gc.freeze() holds and the generation-0
+    threshold; anything else answers "ok"."""
     if scope["type"] == "lifespan":
         await _lifespan(receive, send)
         return
@@ -53,8 +54,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await _respond(send, b"slept")
     elif path == "/env":
         await _respond(send, json.dumps(os.environ.get(query)).encode())
-    elif path == "/gc-frozen":
-        await _respond(send, b"%d" % gc.get_freeze_count())
+    elif path == "/gc":
+        await _respond(send, json.dumps([gc.get_freeze_count(), gc.get_threshold()[0]]).encode())
     else:
         await _respond(send, b"ok")
 

@@ -147,12 +147,17 @@ def test_python_dash_m_serves_the_app_and_stops_cleanly_on_sigterm(cli):
     assert stop_process(process.proc) == 0
 
 
-def test_start_up_objects_are_frozen_out_of_the_garbage_collector_unless_disabled(cli):
-    frozen = cli(APP, "--port", "0")
+def test_garbage_collector_is_tuned_for_serving_unless_disabled(cli):
+    tuned = cli(APP, "--port", "0")
+    frozen, young_threshold = httpx.get(f"{tuned.url}/gc").json()
     # Imports alone leave tens of thousands of objects; a freeze moves them all to the permanent generation.
-    assert int(httpx.get(f"{frozen.url}/gc-frozen").text) > 10_000
-    not_frozen = cli(APP, "--port", "0", "--no-gc-freeze")
-    assert httpx.get(f"{not_frozen.url}/gc-frozen").text == "0"
+    assert frozen > 10_000
+    assert young_threshold >= 2000
+    untouched = cli(APP, "--port", "0", "--no-gc-tuning")
+    frozen, young_threshold = httpx.get(f"{untouched.url}/gc").json()
+    assert frozen == 0
+    default = subprocess.run([sys.executable, "-c", "import gc; print(gc.get_threshold()[0])"], capture_output=True)
+    assert young_threshold == int(default.stdout)  # the interpreter's own default
 
 
 def test_factory_flag_calls_the_factory(cli):
