@@ -98,6 +98,7 @@ class HTTP2Protocol(asyncio.Protocol):
         self.proxy: Any = None  # config.proxy when the peer is a trusted proxy
         self.cycles: dict[int, H2Cycle] = {}
         self.flush_scheduled = False
+        self.receiving = False  # inside data_received, which flushes at its end
         self.write_paused = False
         self.write_paused_since = 0.0
         self.connected_at = 0.0
@@ -208,7 +209,11 @@ class HTTP2Protocol(asyncio.Protocol):
                 return
         if self.holding and not self.upgrade_deadline:
             self.holding = False
-        self.engine.receive_data(data)
+        self.receiving = True
+        try:
+            self.engine.receive_data(data)
+        finally:
+            self.receiving = False
         self.flush()
 
     def feed_upgrade_body(self, data: bytes) -> bytes:
@@ -247,7 +252,7 @@ class HTTP2Protocol(asyncio.Protocol):
             self.close()
 
     def schedule_flush(self) -> None:
-        if not self.flush_scheduled:
+        if not self.flush_scheduled and not self.receiving:  # data_received flushes when it is done
             self.flush_scheduled = True
             self.loop.call_soon(self.flush)
 
@@ -334,7 +339,9 @@ class HTTP2Protocol(asyncio.Protocol):
             cycle.send_error_response(503)
             self.cycle_done(cycle)
             return
-        cycle.task = start_app_task(state, cycle.run(self.app), self.loop)
+        # A request without a body starts at once (3.12+): an app that does not wait answers before
+        # the next frame is read, and the answers to a whole read go out in one write.
+        cycle.task = start_app_task(state, cycle.run(self.app), self.loop, eager=cycle.body_complete)
 
     def on_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
         cycle = self.cycles.get(stream_id)
