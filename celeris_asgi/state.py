@@ -27,6 +27,7 @@ class ServerState:
         "app_state",
         "connections",
         "default_headers",
+        "deferred_writers",
         "now",
         "shutting_down",
         "tasks",
@@ -41,3 +42,15 @@ class ServerState:
         self.app_state: dict[str, Any] = {}
         self.shutting_down = False
         self.now = time.monotonic()
+        self.deferred_writers: list[Any] = []
+
+    def write_soon(self, writer: Any, loop: asyncio.AbstractEventLoop) -> None:
+        """Call writer.write_deferred() at the end of this loop pass: one callback for all connections."""
+        if not self.deferred_writers:
+            loop.call_soon(self.write_deferred)
+        self.deferred_writers.append(writer)
+
+    def write_deferred(self) -> None:
+        writers, self.deferred_writers = self.deferred_writers, []
+        for writer in writers:
+            writer.write_deferred()
