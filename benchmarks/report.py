@@ -12,6 +12,7 @@ import json
 import platform
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -414,7 +415,11 @@ def write(
     chart: Callable[[Path], None],
     publish: bool,
 ) -> list[Path]:
-    """Write `<mode>-<stamp>.{md,json,png}` plus `<mode>-latest.*` copies; optionally the published table."""
+    """Write `<mode>-<stamp>.{md,json,png}` plus `<mode>-latest.*` copies; optionally the published table.
+
+    Published files are named per Python version (`published-<mode>-py311.md` and `.png`), so the runs
+    on different interpreters that the README quotes side by side do not overwrite each other.
+    """
     RESULTS.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     settings = ", ".join(f"{k}={v}" for k, v in meta["settings"].items())
@@ -432,13 +437,19 @@ def write(
         (RESULTS / f"{name}.md").write_text(document)
         (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
         written += [RESULTS / f"{name}.md", RESULTS / f"{name}.json"]
+    chart_path: Path | None = RESULTS / f"{mode}-{stamp}.png"
     try:
-        chart(RESULTS / f"{mode}-{stamp}.png")
-        (RESULTS / f"{mode}-latest.png").write_bytes((RESULTS / f"{mode}-{stamp}.png").read_bytes())
-        written.append(RESULTS / f"{mode}-{stamp}.png")
+        chart(chart_path)
+        (RESULTS / f"{mode}-latest.png").write_bytes(chart_path.read_bytes())
+        written.append(chart_path)
     except ImportError:
         print("chart skipped: matplotlib is not installed")
+        chart_path = None
     if publish:
-        (RESULTS / f"published-{mode}.md").write_text(document)
-        written.append(RESULTS / f"published-{mode}.md")
+        published = RESULTS / f"published-{mode}-py{sys.version_info[0]}{sys.version_info[1]}"
+        published.with_suffix(".md").write_text(document)
+        written.append(published.with_suffix(".md"))
+        if chart_path is not None:
+            published.with_suffix(".png").write_bytes(chart_path.read_bytes())
+            written.append(published.with_suffix(".png"))
     return written

@@ -82,7 +82,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--publish",
         action="store_true",
-        help="also write results/published-<mode>.md, the one results file meant for git",
+        help="also write results/published-<mode>-py3XX.md and .png, the results files meant for git",
     )
     args = p.parse_args(argv)
     for name, value in (QUICK if args.quick else FULL).items():
