@@ -70,6 +70,7 @@ _OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
     (("--workers",), {"type": int, "help": "Worker processes (default $WEB_CONCURRENCY or 1)."}),
     (("--reuse-port",), {"bool": False, "help": "Per-worker SO_REUSEPORT socket; restarts reset its queue."}),
     (("--timeout-worker-healthcheck",), {"type": float, "default": 10, "help": "Seconds a worker may not answer."}),
+    (("--timeout-worker-startup",), {"type": float, "default": 60, "help": "Seconds a worker may take to start."}),
     (("--limit-max-requests",), {"type": int, "help": "Recycle a worker after this many requests."}),
     (("--limit-max-requests-jitter",), {"type": int, "default": 0, "help": "Random extra requests (0..N)."}),
     (("--workers-max-rss",), {"type": int, "help": "Recycle a worker above this RSS (MiB)."}),

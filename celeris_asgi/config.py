@@ -84,6 +84,18 @@ def load_env_file(path: str) -> None:
         os.environ.setdefault(key, value)
 
 
+def check_websockets_available() -> None:
+    """`--ws websockets` is an explicit ask: without the library, fail at start instead of serving
+    upgrade requests as plain HTTP (what `--ws auto` quietly does)."""
+    from celeris_asgi.protocols.websocket import ServerProtocol
+
+    if ServerProtocol is None:
+        raise ConfigError(
+            "--ws websockets needs the websockets library, which cannot be imported: "
+            "pip install 'websockets>=13.0' (or use --ws auto to serve without WebSockets)."
+        )
+
+
 class Config:
     """All server settings. Attribute names match the CLI flags (dashes become underscores)."""
 
@@ -142,6 +154,7 @@ class Config:
         workers: int | None = None,
         reuse_port: bool = False,
         timeout_worker_healthcheck: float = 10,
+        timeout_worker_startup: float = 60,
         limit_max_requests: int | None = None,
         limit_max_requests_jitter: int = 0,
         workers_max_rss: int | None = None,
@@ -217,6 +230,7 @@ class Config:
         self.workers = _default_workers() if workers is None else workers
         self.reuse_port = reuse_port
         self.timeout_worker_healthcheck = timeout_worker_healthcheck
+        self.timeout_worker_startup = timeout_worker_startup
         self.limit_max_requests = limit_max_requests
         self.limit_max_requests_jitter = limit_max_requests_jitter
         self.workers_max_rss = workers_max_rss
@@ -248,6 +262,8 @@ class Config:
         ):
             if value not in choices:
                 raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}.")
+        if self.ws == "websockets":
+            check_websockets_available()
         if isinstance(self.log_level, str) and self.log_level.lower() not in LOG_LEVELS:
             raise ConfigError(f"--log-level must be one of {', '.join(LOG_LEVELS)}; got {self.log_level!r}.")
         if not 0 <= int(self.port) <= 65535:
@@ -263,6 +279,7 @@ class Config:
             "--limit-request-headers": self.limit_request_headers,
             "--limit-request-header-size": self.limit_request_header_size,
             "--timeout-worker-healthcheck": self.timeout_worker_healthcheck,
+            "--timeout-worker-startup": self.timeout_worker_startup,
             "--h2-max-concurrent-streams": self.h2_max_concurrent_streams,
             "--ws-max-size": self.ws_max_size,
             "--ws-max-queue": self.ws_max_queue,

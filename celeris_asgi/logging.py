@@ -67,6 +67,27 @@ def configure_logging(log_config: str | dict[str, Any] | None, log_level: int, a
         access_logger.disabled = False
 
 
+def reopen_log_files() -> None:
+    """SIGUSR1, after logrotate moved the log files: close every file handler's stream.
+
+    A FileHandler (WatchedFileHandler, RotatingFileHandler...) with no stream opens its file by
+    name on the next record, so logging goes on in a new file instead of the moved one.
+    """
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    handlers = {h for logger in loggers if isinstance(logger, logging.Logger) for h in logger.handlers}
+    for handler in handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.acquire()
+            try:
+                if handler.stream is not None:
+                    handler.flush()
+                    handler.stream.close()
+                    handler.stream = None  # type: ignore[assignment]
+            finally:
+                handler.release()
+    error_logger.info("Received SIGUSR1: log files reopened.")
+
+
 class _Atoms(dict):  # type: ignore[type-arg]
     """The gunicorn atoms, computed on first use by the % formatter."""
 

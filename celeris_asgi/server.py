@@ -17,7 +17,7 @@ from typing import Any
 from celeris_asgi.config import Config
 from celeris_asgi.headers import DefaultHeaders
 from celeris_asgi.lifespan import Lifespan
-from celeris_asgi.logging import error_logger
+from celeris_asgi.logging import error_logger, reopen_log_files
 from celeris_asgi.protocols.detect import ProtocolDetector
 from celeris_asgi.state import ServerState
 
@@ -202,7 +202,8 @@ class Server:
 
     @contextlib.contextmanager
     def capture_signals(self) -> Any:
-        """SIGINT/SIGTERM set should_exit (twice: force_exit); only in the main thread."""
+        """SIGINT/SIGTERM set should_exit (twice: force_exit), SIGUSR1 reopens the log files; only in
+        the main thread."""
         if not self.config.install_signal_handlers or threading.current_thread() is not threading.main_thread():
             yield
             return
@@ -214,6 +215,9 @@ class Server:
                 installed.append(sig)
             except (NotImplementedError, RuntimeError):  # pragma: no cover - non-unix loops
                 signal.signal(sig, self.handle_exit)
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # pragma: no cover - non-unix loops
+            loop.add_signal_handler(signal.SIGUSR1, reopen_log_files)
+            installed.append(signal.SIGUSR1)
         try:
             yield
         finally:

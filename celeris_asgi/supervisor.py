@@ -11,8 +11,11 @@ start-then-stop, one worker at a time: the replacement is forked, and only once 
 does the old worker get SIGTERM, so the port is never without a worker and no request is dropped.
 
 Workers that die are replaced with an exponential back-off. A worker that cannot start while no
-worker is serving (an import error, a failing lifespan startup) stops the supervisor with that
-worker's exit code instead of restarting forever; with --reload it waits for the next file change.
+worker is serving (an import error, a failing lifespan startup, no READY within
+--timeout-worker-startup) stops the supervisor with that worker's exit code instead of restarting
+forever; with --reload it waits for the next file change.
+
+SIGUSR1 (logrotate) reopens the master's log files and is passed on to every worker, which does the same.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from celeris_asgi.config import Config, ConfigError
-from celeris_asgi.logging import error_logger
+from celeris_asgi.logging import error_logger, reopen_log_files
 from celeris_asgi.worker_process import (
     HEARTBEAT,
     READY,
@@ -59,6 +62,7 @@ MASTER_SIGNALS = (
     signal.SIGHUP,
     signal.SIGTTIN,
     signal.SIGTTOU,
+    signal.SIGUSR1,
     signal.SIGCHLD,
 )
 
@@ -118,6 +122,7 @@ class Supervisor:
         self.paused = False  # --reload: no worker could start; wait for a file change
         self.failures = 0
         self.next_spawn = 0.0
+        self.logs_reopened = -1.0  # monotonic time of the last SIGUSR1
 
     # ----- life of the master -------------------------------------------------------------
 
@@ -380,6 +385,8 @@ class Supervisor:
         worker.ready_at = worker.last_beat = now
         self.paused = False  # --reload: one worker started after all, so the others may too
         error_logger.info("%s is serving", worker.name.capitalize())
+        if worker.started <= self.logs_reopened:
+            self.kill(worker, signal.SIGUSR1)  # it ignored the forwarded one while starting
         old = self.workers.get(worker.replaces) if worker.replaces is not None else None
         worker.replaces = None
         if old is not None:
@@ -412,7 +419,9 @@ class Supervisor:
             if sig == signal.SIGCHLD:
                 continue  # reap() runs on every pass of the loop
             name = signal.Signals(sig).name
-            if sig in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT):
+            if sig == signal.SIGUSR1:
+                self.reopen_logs()
+            elif sig in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT):
                 if sig == signal.SIGQUIT or self.stopping:
                     self.quick_stop(name)
                 else:
@@ -432,6 +441,13 @@ class Supervisor:
                     error_logger.info("Received SIGTTOU: %s wanted.", plural(self.target))
                 else:
                     error_logger.info("Received SIGTTOU: keeping the last worker.")
+
+    def reopen_logs(self) -> None:
+        """logrotate moved the log files: write to new ones here, and have every worker do the same."""
+        self.logs_reopened = time.monotonic()
+        reopen_log_files()
+        for worker in self.workers.values():
+            self.kill(worker, signal.SIGUSR1)
 
     def begin_stop(self, reason: str) -> None:
         if self.stopping:
@@ -506,13 +522,26 @@ class Supervisor:
     # ----- keeping the workers right ------------------------------------------------------
 
     def check_workers(self, now: float) -> None:
-        """Kill workers that do not stop in time or whose event loop has stopped answering."""
+        """Kill workers that do not stop in time, hang while starting, or whose event loop stopped answering.
+
+        A worker killed before READY that was not being stopped exits as a start-up failure (see
+        on_exit): replaced with the back-off while others serve, the end of the supervisor if none does.
+        """
         limit = self.config.timeout_worker_healthcheck
+        startup_limit = self.config.timeout_worker_startup
         for worker in self.workers.values():
             if worker.killed:
                 continue
             if worker.stopping and now > worker.stop_deadline:
                 error_logger.warning("%s did not stop in time; killing it", worker.name.capitalize())
+                worker.killed = True
+                self.kill(worker, signal.SIGKILL)
+            elif not worker.ready and now - worker.started > startup_limit:
+                error_logger.error(
+                    "%s did not start within %.1f s (--timeout-worker-startup); killing it",
+                    worker.name.capitalize(),
+                    startup_limit,
+                )
                 worker.killed = True
                 self.kill(worker, signal.SIGKILL)
             elif not worker.stopping and worker.ready and now - worker.last_beat > limit:

@@ -12,6 +12,7 @@ The worker talks to the master in single bytes over its own pipe:
   recycling never leaves the port without a worker.
 
 A worker whose master has gone (its parent pid changed, or the pipe broke) shuts down by itself.
+SIGUSR1, which the master passes on after logrotate, reopens the worker's log files.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import time
 
 from celeris_asgi.config import Config, ConfigError
 from celeris_asgi.lifespan import LifespanFailed
-from celeris_asgi.logging import error_logger
+from celeris_asgi.logging import error_logger, reopen_log_files
 from celeris_asgi.main import EXIT_CONFIG, EXIT_OK, startup_failure_code
 from celeris_asgi.server import Server, new_event_loop
 
@@ -133,7 +134,8 @@ class WorkerMonitor:
 
 
 class WorkerSignals:
-    """SIGTERM and SIGINT stop gracefully (a second SIGINT forces); SIGQUIT stops quickly.
+    """SIGTERM and SIGINT stop gracefully (a second SIGINT forces); SIGQUIT stops quickly; SIGUSR1
+    reopens the log files.
 
     SIGTERM after SIGINT does not force: CTRL+C reaches every process of the group and the master
     then sends SIGTERM too, which must not cut short the requests the first signal let finish.
@@ -147,6 +149,7 @@ class WorkerSignals:
     def install(self, loop: asyncio.AbstractEventLoop) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
             loop.add_signal_handler(sig, self.handle, sig)
+        loop.add_signal_handler(signal.SIGUSR1, reopen_log_files)
 
     def handle(self, sig: int) -> None:
         server = self.server
@@ -170,6 +173,9 @@ def reset_signals() -> None:
     # not stop or kill a worker (SIGTTIN/SIGTTOU would suspend it).
     for sig in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
         signal.signal(sig, signal.SIG_IGN)
+    # Until the worker's loop takes SIGUSR1 over, one the master passes on must not kill it (the
+    # master sends it again once the worker is READY).
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
 
 
 def run_worker(config: Config, sockets: list[socket.socket], pipe_fd: int, ppid: int) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -291,40 +292,79 @@ format=TAGGED[%(name)s] %(message)s
 """
 
 
+STARTED_LINE = r"TAGGED\[celeris\.error\] Celeris running on http://127\.0\.0\.1:(\d+)"
+
+
+def log_dict(log_file: Path) -> dict:
+    """LOG_DICT writing to `log_file`."""
+    return json.loads(json.dumps(LOG_DICT).replace('"FILE"', json.dumps(str(log_file))))
+
+
+def start_logging_to_file(config_path: Path, *args: str) -> subprocess.Popen[bytes]:
+    """celeris with --log-config: everything it says goes to the configured file, so stdout is not read."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "celeris_asgi", APP, "--port", "0", "--log-config", str(config_path), *args],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def wait_for_log(
+    proc: subprocess.Popen[bytes], log_file: Path, pattern: str, count: int = 1, timeout: float = 15
+) -> list[re.Match[str]]:
+    """Poll the log file until `pattern` matches `count` times; fail if celeris exits first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = log_file.read_text() if log_file.exists() else ""
+        found = list(re.finditer(pattern, text))
+        if len(found) >= count:
+            return found
+        assert proc.poll() is None, f"celeris exited:\n{text}"
+        assert time.monotonic() < deadline, f"{pattern!r} x{count} not in {log_file}:\n{text}"
+        time.sleep(0.05)
+
+
 @pytest.mark.parametrize("kind", ["json", "yaml", "ini"])
 def test_log_config_file_formats(kind, tmp_path):
     import yaml
 
     log_file = tmp_path / "celeris.log"
     config_path = tmp_path / f"logging.{kind}"
-    config = json.loads(json.dumps(LOG_DICT).replace('"FILE"', json.dumps(str(log_file))))
     if kind == "json":
-        config_path.write_text(json.dumps(config))
+        config_path.write_text(json.dumps(log_dict(log_file)))
     elif kind == "yaml":
-        config_path.write_text(yaml.safe_dump(config))
+        config_path.write_text(yaml.safe_dump(log_dict(log_file)))
     else:
         config_path.write_text(LOG_INI.replace("FILE", str(log_file)))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "celeris_asgi", APP, "--port", "0", "--log-config", str(config_path)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    proc = start_logging_to_file(config_path)
     try:
-        deadline = time.monotonic() + 15
-        port = None
-        while port is None:
-            assert proc.poll() is None, "celeris exited"
-            assert time.monotonic() < deadline, "no startup line in the configured log file"
-            text = log_file.read_text() if log_file.exists() else ""
-            match = re.search(r"TAGGED\[celeris\.error\] Celeris running on http://127\.0\.0\.1:(\d+)", text)
-            port = int(match.group(1)) if match else None
-            time.sleep(0.05)
+        port = int(wait_for_log(proc, log_file, STARTED_LINE)[0][1])
         httpx.get(f"http://127.0.0.1:{port}/logged")
-        deadline = time.monotonic() + 5
-        while 'TAGGED[celeris.access] 127.0.0.1 - "GET /logged' not in log_file.read_text():
-            assert time.monotonic() < deadline, log_file.read_text()
-            time.sleep(0.05)
+        wait_for_log(proc, log_file, re.escape('TAGGED[celeris.access] 127.0.0.1 - "GET /logged'), timeout=5)
+    finally:
+        assert stop_process(proc) == 0
+
+
+@pytest.mark.parametrize("workers", [1, 2], ids=["single-process", "supervisor"])
+def test_sigusr1_reopens_log_files_after_logrotate_moved_them(workers, tmp_path):
+    log_file = tmp_path / "celeris.log"
+    config_path = tmp_path / "logging.json"
+    config_path.write_text(json.dumps(log_dict(log_file)))
+    proc = start_logging_to_file(config_path, "--workers", str(workers))
+    try:
+        port = int(wait_for_log(proc, log_file, STARTED_LINE)[0][1])
+        processes = 1
+        if workers > 1:
+            wait_for_log(proc, log_file, r"Worker \[\d+\] is serving", count=workers)  # its handler is in place
+            processes += workers
+        rotated = log_file.rename(tmp_path / "celeris.log.1")  # what logrotate does before signalling
+        os.kill(proc.pid, signal.SIGUSR1)
+        wait_for_log(proc, log_file, r"Received SIGUSR1: log files reopened\.", count=processes)
+        httpx.get(f"http://127.0.0.1:{port}/after-rotation")
+        wait_for_log(proc, log_file, re.escape('TAGGED[celeris.access] 127.0.0.1 - "GET /after-rotation'), timeout=5)
+        assert "SIGUSR1" not in rotated.read_text()
+        assert "after-rotation" not in rotated.read_text()
     finally:
         assert stop_process(proc) == 0

@@ -47,6 +47,27 @@ async def app(scope, receive, send):
     await send({"type": "http.response.body", "body": body})
 """
 
+HANGING_IMPORT = """
+import time
+time.sleep(3600)  # a module that never finishes importing (a stuck connection at import time)
+"""
+
+# The first worker to start up hangs in its lifespan startup; every later one serves PID_APP.
+HANG_ONCE_APP = """
+import asyncio, os
+from pidapp import app as pid_app
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        try:
+            os.close(os.open(os.path.join(os.path.dirname(__file__), "hung"), os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            pass
+        else:
+            await asyncio.Event().wait()
+    await pid_app(scope, receive, send)
+"""
+
 FAILING_LIFESPAN_APP = """
 async def app(scope, receive, send):
     assert scope["type"] == "lifespan"
@@ -145,11 +166,9 @@ class Load:
 
 
 @contextlib.contextmanager
-def supervisor(app_dir: Path, *args: str) -> Iterator[tuple[CliProcess, LogTail]]:
-    """`celeris pidapp:app --workers 2 ARGS` on port 0; stopped (process group) afterwards."""
-    process = start_cli(
-        "pidapp:app", "--app-dir", str(app_dir), "--port", "0", "--no-access-log", *args, wait_ready=False
-    )
+def supervisor(app_dir: Path, *args: str, app: str = "pidapp:app") -> Iterator[tuple[CliProcess, LogTail]]:
+    """`celeris APP --app-dir APP_DIR ARGS` on port 0; stopped (process group) afterwards."""
+    process = start_cli(app, "--app-dir", str(app_dir), "--port", "0", "--no-access-log", *args, wait_ready=False)
     tail = LogTail(process.proc)
     try:
         process.port = int(tail.wait_for(r"running on http://127\.0\.0\.1:(\d+)")[0][1])
@@ -332,21 +351,43 @@ def test_workers_that_keep_crashing_are_restarted_with_a_back_off(app_dir: Path)
         assert fetch(process.port)[0] == 200
 
 
+@pytest.mark.timeout(20)
+def test_a_worker_hanging_in_startup_is_killed_and_replaced_while_another_serves(app_dir: Path) -> None:
+    (app_dir / "hangonce.py").write_text(HANG_ONCE_APP)
+    args = ("--workers", "2", "--timeout-worker-startup", "1")
+    with supervisor(app_dir, *args, app="hangonce:app") as (process, tail):
+        hung = tail.wait_for(r"Worker \[(\d+)\] did not start within 1\.0 s \(--timeout-worker-startup\); killing it")
+        hung_pid = hung[0][1]
+        tail.wait_for(rf"Worker \[{hung_pid}\] failed to start \(killed by SIGKILL\)")
+        tail.wait_for(r"Started worker \[\d+\]$", count=3)  # the replacement, started at once
+        tail.wait_for(r"is serving", count=2)
+        assert len(worker_pids(tail)) == 2 and hung_pid not in worker_pids(tail)
+        assert fetch(process.port)[0] == 200
+        assert process.proc.poll() is None
+    assert "No worker could start" not in tail.text()
+
+
 @pytest.mark.timeout(15)
 @pytest.mark.parametrize(
-    ("source", "code", "message"),
+    ("source", "args", "code", "message"),
     [
-        ("raise ImportError('no such dependency')", 1, "Error loading module"),
-        (FAILING_LIFESPAN_APP, 3, "database unreachable"),
+        ("raise ImportError('no such dependency')", (), 1, "Error loading module"),
+        (FAILING_LIFESPAN_APP, (), 3, "database unreachable"),
+        (
+            HANGING_IMPORT,
+            ("--timeout-worker-startup", "1"),
+            1,
+            "did not start within 1.0 s (--timeout-worker-startup); killing it",
+        ),
     ],
-    ids=["import-error", "lifespan-failed"],
+    ids=["import-error", "lifespan-failed", "startup-timeout"],
 )
 def test_an_app_that_cannot_start_stops_the_supervisor_quickly(
-    tmp_path: Path, source: str, code: int, message: str
+    tmp_path: Path, source: str, args: tuple[str, ...], code: int, message: str
 ) -> None:
     (tmp_path / "broken.py").write_text(source)
     started = time.monotonic()
-    result = subprocess.run(
+    proc = subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -360,15 +401,21 @@ def test_an_app_that_cannot_start_stops_the_supervisor_quickly(
             "2",
             "--lifespan",
             "on",
+            *args,
         ],
         cwd=ROOT,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
-        timeout=10,
         start_new_session=True,
     )
-    output = result.stdout + result.stderr
-    assert result.returncode == code, output
+    try:
+        output, _ = proc.communicate(timeout=10)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # hung workers a failing master left behind
+        proc.wait(5)
+    assert proc.returncode == code, output
     assert time.monotonic() - started < 5
     assert message in output
     assert "No worker could start; stopping." in output

@@ -26,6 +26,7 @@ from websockets.sync.client import connect as sync_connect
 from celeris_asgi.protocols import websocket as websocket_module
 from celeris_asgi.protocols.websocket_h1 import WebSocketProtocol
 from tests.conftest import raw_exchange, response_status
+from tests.test_cli import one_error_line, run_cli
 
 pytestmark = pytest.mark.timeout(15)
 
@@ -619,6 +620,21 @@ def test_without_the_websockets_library_upgrades_are_plain_http(serve, monkeypat
     server = serve(http_or_ws)
     raw = raw_exchange(server.port, upgrade_request())
     assert response_status(raw) == 200 and raw.endswith(b"http")
+
+
+def test_ws_websockets_without_the_library_is_one_error_line_and_ws_auto_still_serves(cli, tmp_path):
+    # A `websockets` package first on sys.path that fails to import, as if the library were missing.
+    (tmp_path / "websockets").mkdir()
+    (tmp_path / "websockets" / "__init__.py").write_text("raise ImportError('websockets is not installed')\n")
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
+    result = run_cli("tests.cli_apps:app", "--port", "0", "--ws", "websockets", env=env)
+    assert result.returncode == 2
+    line = one_error_line(result)
+    assert line.startswith("celeris: error: --ws websockets needs the websockets library"), line
+    assert "pip install" in line
+    process = cli("tests.cli_apps:app", "--port", "0", "--ws", "auto", env=env)
+    raw = raw_exchange(process.port, upgrade_request())
+    assert response_status(raw) == 200 and raw.endswith(b"ok")
 
 
 def test_starlette_websocket_endpoint(serve):

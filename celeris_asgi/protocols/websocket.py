@@ -17,7 +17,8 @@ handshake and shutdown. It never touches a socket. A *carrier* moves its bytes a
 and feeds the session with feed_data(), feed_eof(), writing_resumed(), connection_lost(),
 check_timeouts() and shutdown(). The carriers: websocket_h1.py (after an HTTP/1.1 Upgrade) and
 websocket_h2.py (an HTTP/2 stream, RFC 8441). This module imports without the websockets library;
-websocket_enabled() then says no and upgrade requests stay plain HTTP.
+websocket_enabled() then says no and upgrade requests stay plain HTTP (`--ws auto`; with
+`--ws websockets` the Config refuses to start instead).
 """
 
 from __future__ import annotations
