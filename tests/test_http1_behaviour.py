@@ -338,6 +338,16 @@ def test_rfc9112_7_1_streamed_response_without_content_length_is_chunked(serve):
         assert response.body == b"hello world"
 
 
+def test_batched_writes_keep_the_order_of_small_and_large_body_parts(serve):
+    """Small parts wait for the end of the loop pass, a part over 8 KiB goes out at once: never ahead of them."""
+    parts = [b"a" * 10, b"b" * 20000, b"c" * 10, b"d" * 9000, b"e"]
+    server = serve(body_app([], *parts))
+    with connect(server.port) as sock:
+        sock.sendall(req() + req())  # pipelined: the second answer is batched behind the first
+        responses = read_responses(sock, 2)
+    assert [response.body for response in responses] == [b"".join(parts)] * 2
+
+
 def test_streamed_response_to_http_1_0_is_delimited_by_close(serve):
     server = serve(body_app([], b"hello ", b"world"))
     raw, closed = exchange(server.port, req("GET", "/", "Connection: keep-alive", version="1.0"))
