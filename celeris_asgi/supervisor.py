@@ -21,6 +21,7 @@ SIGUSR1 (logrotate) reopens the master's log files and is passed on to every wor
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import selectors
 import signal
@@ -533,25 +534,16 @@ class Supervisor:
             if worker.killed:
                 continue
             if worker.stopping and now > worker.stop_deadline:
-                error_logger.warning("%s did not stop in time; killing it", worker.name.capitalize())
-                worker.killed = True
-                self.kill(worker, signal.SIGKILL)
+                level, reason = logging.WARNING, "did not stop in time"
             elif not worker.ready and now - worker.started > startup_limit:
-                error_logger.error(
-                    "%s did not start within %.1f s (--timeout-worker-startup); killing it",
-                    worker.name.capitalize(),
-                    startup_limit,
-                )
-                worker.killed = True
-                self.kill(worker, signal.SIGKILL)
+                level, reason = logging.ERROR, f"did not start within {startup_limit:.1f} s (--timeout-worker-startup)"
             elif not worker.stopping and worker.ready and now - worker.last_beat > limit:
-                error_logger.error(
-                    "%s did not answer its health check for %.1f s; killing it",
-                    worker.name.capitalize(),
-                    limit,
-                )
-                worker.killed = True
-                self.kill(worker, signal.SIGKILL)
+                level, reason = logging.ERROR, f"did not answer its health check for {limit:.1f} s"
+            else:
+                continue
+            error_logger.log(level, "%s %s; killing it", worker.name.capitalize(), reason)
+            worker.killed = True
+            self.kill(worker, signal.SIGKILL)
 
     def reconcile(self, now: float) -> None:
         """Start, stop or replace workers until the set matches target, generation and limits."""
