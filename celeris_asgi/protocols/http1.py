@@ -13,7 +13,6 @@ import asyncio
 import re
 from collections import deque
 from typing import Any
-from urllib.parse import unquote
 
 import httptools
 
@@ -26,6 +25,7 @@ from celeris_asgi.headers import (
     checked_values,
     header_name_kind,
     name_kinds,
+    status_line,
     validate_header,
 )
 from celeris_asgi.logging import AccessLog, error_logger
@@ -237,17 +237,15 @@ class HTTP1Protocol(asyncio.Protocol):
             out.clear()
 
     def write_deferred(self) -> None:
-        """The end of the loop pass: write the batch."""
-        out = self.out
+        """The end of the loop pass: write the batch; the next write starts a new one."""
+        self.flush()
         self.out = None
-        if out and self.transport is not None:
-            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def flush(self) -> None:
-        """Write what is batched now: before closing, or before handing the transport on."""
+        """Write what is batched now: at the end of the pass, before closing, or before handing the transport on."""
         out = self.out
         if out and self.transport is not None:
-            self.transport.write(b"".join(out))
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
             out.clear()
 
     def close_transport(self) -> None:
@@ -334,11 +332,9 @@ class HTTP1Protocol(asyncio.Protocol):
         try:
             if url[:1] == b"/" and b"#" not in url:
                 path, raw_path, query_string = split_origin_form(url)
-            else:
-                raw_path, query_string = self.split_target(url)
-                path = raw_path.decode("ascii")
-                if "%" in path:
-                    path = unquote(path)
+            else:  # a fragment to drop, absolute-form or asterisk-form: the path alone is then split the same way
+                target, query_string = self.split_target(url)
+                path, raw_path, _ = split_origin_form(target)
         except UnicodeDecodeError:
             raise RequestError(400, "Invalid characters in request target") from None
         root_path = self.root_path
@@ -390,18 +386,23 @@ class HTTP1Protocol(asyncio.Protocol):
 
     def take_upgrade(self, scope: dict[str, Any]) -> bool:
         """An Upgrade this server takes over (h2c, websocket): True when the connection changes hands."""
+        settings = None
         if self.upgrade == b"h2c" and not self.state.shutting_down:
             from celeris_asgi.protocols.http2.upgrade import h2c_request
 
+            # Decided on the connection as it is, before proxy headers (they cannot make it TLS).
             settings = h2c_request(self.config, scope, self.transfer_encoding)
-            if settings is not None:  # RFC 7540 3.2: this request becomes stream 1 of an HTTP/2 connection
-                self.h2c = (scope if self.proxy is None else self.proxy.rewrite(scope), settings)
-                return True
-        if self.upgrade == b"websocket" and self.parser.should_upgrade() and websocket_enabled(self.config):
-            # Handed off when httptools stops at the upgrade point.
-            self.websocket_scope = scope if self.proxy is None else self.proxy.rewrite(scope)
-            return True
-        return False
+            if settings is None:
+                return False
+        elif not (self.upgrade == b"websocket" and self.parser.should_upgrade() and websocket_enabled(self.config)):
+            return False
+        if self.proxy is not None:
+            scope = self.proxy.rewrite(scope)
+        if settings is not None:  # RFC 7540 3.2: this request becomes stream 1 of an HTTP/2 connection
+            self.h2c = (scope, settings)
+        else:  # handed off when httptools stops at the upgrade point
+            self.websocket_scope = scope
+        return True
 
     def on_body(self, body: bytes) -> None:
         cycle = self.parsing
@@ -546,11 +547,7 @@ class HTTP1Protocol(asyncio.Protocol):
     ) -> bool:
         if self.transport is None or cycle is not self.cycle:
             return False
-        try:
-            line = STATUS_LINES[status]
-        except (KeyError, TypeError):
-            raise RuntimeError(f"Invalid HTTP status code {status!r} in response.") from None
-        parts = [line, self.state.default_headers.block]
+        parts = [status_line(status), self.state.default_headers.block]
         expected_length = None
         chunked = False
         kinds = name_kinds
