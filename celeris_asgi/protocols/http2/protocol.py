@@ -115,13 +115,17 @@ class HTTP2Protocol(asyncio.Protocol):
 
     # ----- connection events ---------------------------------------------------------------
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
+    def attach(self, transport: asyncio.BaseTransport) -> None:
+        """Take the transport, whether the connection began as HTTP/2 or was upgraded from HTTP/1.1."""
         self.transport = transport  # type: ignore[assignment]
         self.state.connections.add(self)
         self.server = server_address(transport)
         self.client = client_address(transport)
-        self.scheme = "https" if transport.get_extra_info("sslcontext") else "http"
         self.proxy = trusted_proxy(self.config, self.client)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
+        self.attach(transport)
+        self.scheme = "https" if transport.get_extra_info("sslcontext") else "http"
         self.connected_at = self.idle_since = self.state.now
         self.engine.initiate()
         if self.state.shutting_down:  # accepted just before the server began to stop
@@ -138,11 +142,7 @@ class HTTP2Protocol(asyncio.Protocol):
         anything) for an unusable HTTP2-Settings value.
         """
         self.engine.initiate_upgrade(settings)
-        self.transport = transport
-        self.state.connections.add(self)
-        self.server = server_address(transport)
-        self.client = client_address(transport)
-        self.proxy = trusted_proxy(self.config, self.client)  # the upgrading request's scope is rewritten already
+        self.attach(transport)  # (the upgrading request's scope has its proxy headers applied already)
         self.idle_since = self.state.now
         self.upgrade_deadline = self.state.now + self.config.timeout_request_body
         self.holding = True
