@@ -90,6 +90,14 @@ _OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
     (("--limit-request-headers",), {"type": int, "default": 100, "help": "Max header fields (431)."}),
     (("--limit-request-header-size",), {"type": int, "default": 8190, "help": "Max bytes per field (431)."}),
     (("--limit-request-body",), {"type": int, "help": "Max request body bytes (413); unlimited by default."}),
+    (
+        ("--limit-request-min-rate",),
+        {
+            "type": int,
+            "default": 500,
+            "help": "Min bytes/s a head or body must average once its timeout passed (408); 0 off.",
+        },
+    ),
     (("--backlog",), {"type": int, "default": 2048, "help": "Listen backlog."}),
     (("--header",), {"dest": "headers", "action": "append", "metavar": "NAME:VALUE", "help": "Extra header."}),
     (("--server-header",), {"bool": True, "help": "Send 'server: celeris'."}),

@@ -136,6 +136,7 @@ class Config:
         limit_request_headers: int = 100,
         limit_request_header_size: int = 8190,
         limit_request_body: int | None = None,
+        limit_request_min_rate: int = 500,
         ssl_keyfile: str | None = None,
         ssl_certfile: str | None = None,
         ssl_keyfile_password: str | None = None,
@@ -212,6 +213,7 @@ class Config:
         self.limit_request_headers = limit_request_headers
         self.limit_request_header_size = limit_request_header_size
         self.limit_request_body = limit_request_body
+        self.limit_request_min_rate = limit_request_min_rate
         self.ssl_keyfile = ssl_keyfile
         self.ssl_certfile = ssl_certfile
         self.ssl_keyfile_password = ssl_keyfile_password
@@ -296,6 +298,8 @@ class Config:
                 continue
             if value is None or value <= 0:
                 raise ConfigError(f"{name} must be greater than 0; got {value}.")
+        if self.limit_request_min_rate < 0:
+            raise ConfigError(f"--limit-request-min-rate must be 0 (off) or more; got {self.limit_request_min_rate}.")
         if self.workers < 1:
             raise ConfigError(f"--workers must be at least 1; got {self.workers}.")
         if self.limit_max_requests_jitter < 0:
