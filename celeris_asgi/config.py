@@ -15,9 +15,12 @@ import stat
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celeris_asgi.importer import ImportFromStringError, import_from_string
+
+if TYPE_CHECKING:
+    from celeris_asgi.settings import ServerSettings
 
 LOOP_CHOICES = ("auto", "asyncio", "uvloop")
 HTTP_CHOICES = ("auto", "h1", "h2")
@@ -249,6 +252,7 @@ class Config:
 
         self.loaded = False
         self.loaded_app: Any = None
+        self.settings: ServerSettings | None = None  # built by load()
         self.ssl: ssl.SSLContext | None = None
         if env_file is not None:
             load_env_file(env_file)
@@ -367,6 +371,9 @@ class Config:
 
             self.proxy = ProxyHeaders(self.forwarded_allow_ips)
         self.loaded_app = app
+        from celeris_asgi.settings import ServerSettings
+
+        self.settings = ServerSettings.from_config(self)  # what the protocols read, built once
         self.loaded = True
 
     def create_ssl_context(self) -> ssl.SSLContext:

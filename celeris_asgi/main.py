@@ -34,7 +34,7 @@ def serve_config(config: Config) -> int:
         if config.use_subprocess:
             if not isinstance(config.app, str):
                 raise ConfigError(
-                    "Pass the application as an import string (\"module:app\") to use workers > 1 or reload."
+                    'Pass the application as an import string ("module:app") to use workers > 1 or reload.'
                 )
             from celeris_asgi.supervisor import Supervisor
 

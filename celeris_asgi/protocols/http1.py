@@ -16,7 +16,7 @@ from typing import Any
 
 import httptools
 
-from celeris_asgi.cycle import RequestCycle, over_concurrency_limit, start_app_task
+from celeris_asgi.cycle import RequestCycle
 from celeris_asgi.headers import (
     CONTENT_LENGTH,
     STATUS_LINES,
@@ -82,6 +82,7 @@ class HTTP1Protocol(asyncio.Protocol):
 
     def __init__(self, config: Any, state: Any, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.config = config
+        self.settings = config.settings
         self.state = state
         self.app = config.loaded_app
         self.loop = loop or asyncio.get_running_loop()
@@ -364,13 +365,13 @@ class HTTP1Protocol(asyncio.Protocol):
         state = self.state
         keep_alive = parser.should_keep_alive() and not state.shutting_down
         cycle = RequestCycle(
-            scope,
+            scope,  # type: ignore[arg-type]
             self,
             self.expect_continue and version == "1.1",
+            # no body: the app's first receive() need not wait
+            self.transfer_encoding is None and (self.content_length is None or self.content_length == b"0"),
             self.loop.time() if self.access_log_enabled else 0.0,
         )
-        if self.transfer_encoding is None and (self.content_length is None or self.content_length == b"0"):
-            cycle.body_complete = True  # no body: the app's first receive() need not wait
         self.parsing = cycle
         self.deadline = state.now + self.timeout_body
         self.timeout_kind = _BODY
@@ -470,17 +471,11 @@ class HTTP1Protocol(asyncio.Protocol):
         self.expected_length = None
         self.sent_length = 0
         self.close_after_response = False
-        state = self.state
-        state.total_requests += 1
-        if self.limit_concurrency is not None and over_concurrency_limit(state, self.limit_concurrency):
-            cycle.send_error_response(503)
-            self.cycle_done(cycle)
-            return
         # Only bodyless requests start eagerly: one with a body starts after the bytes at hand are
         # parsed, so a malformed body in the same packet is refused before the app sees anything.
         # A queued request started from next_request() is never eager: that runs inside the previous
         # app's send(), and eager starts there would nest one app inside the other.
-        cycle.task = start_app_task(state, cycle.run(self.app), self.loop, eager=eager)
+        cycle.start(eager)
 
     def next_request(self) -> None:
         """The response in progress is complete: close, or run the next pipelined request."""
@@ -490,7 +485,7 @@ class HTTP1Protocol(asyncio.Protocol):
         if transport is None:
             return
         if cycle is not None and self.access_log_enabled:
-            self.log_access(cycle)
+            cycle.log_access()
         if self.pending_error is not None and self.keep_alive and not self.close_after_response:
             self.write(self.pending_error)
             self.keep_alive = False
@@ -509,10 +504,6 @@ class HTTP1Protocol(asyncio.Protocol):
             self.deadline = self.state.now + self.timeout_idle
             self.timeout_kind = _IDLE
         self.resume_reading()
-
-    def log_access(self, cycle: RequestCycle) -> None:
-        duration = self.loop.time() - cycle.start_time
-        self.access_log.log(cycle.scope, cycle.status, cycle.response_headers, cycle.response_bytes, duration)
 
     def refuse(self, status: int, reason: str) -> None:
         """Answer a bad request and close; nothing more is read from this connection."""
@@ -717,14 +708,14 @@ class HTTP1Protocol(asyncio.Protocol):
         if self.read_paused and cycle is self.cycle and cycle is self.parsing and len(cycle.body) <= HIGH_WATER:
             self.resume_reading()
 
-    def abort(self, cycle: RequestCycle) -> None:
+    def abort_response(self, cycle: RequestCycle) -> None:
         if self.transport is not None and cycle is self.cycle:
             self.keep_alive = False
             self.close_transport()
 
     def cycle_done(self, cycle: RequestCycle) -> None:
         if cycle is self.cycle and cycle.response_complete and self.transport is not None:
-            # Answered by send_error_response (500/503) after the head was written: move on.
+            # Answered by the cycle itself (500/503) after the head was written: move on.
             self.next_request()
 
     # ----- flow control, timeouts, shutdown ---------------------------------------------------

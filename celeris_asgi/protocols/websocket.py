@@ -29,7 +29,7 @@ import os
 from collections import deque
 from typing import Any
 
-from celeris_asgi.cycle import ClientDisconnected, start_app_task
+from celeris_asgi.cycle import ClientDisconnected, admit, start_app_task
 from celeris_asgi.headers import validate_header
 from celeris_asgi.logging import AccessLog, error_logger
 
@@ -196,11 +196,7 @@ class WebSocketSession:
         self.scope = scope
         self.accept_headers = accept_headers
         state = self.state
-        state.total_requests += 1
-        limit = self.config.limit_concurrency
-        if state.shutting_down or (limit is not None and len(state.tasks) >= limit):
-            if not state.shutting_down:
-                error_logger.warning("Exceeded concurrency limit.")
+        if not admit(state, self.config.settings) or state.shutting_down:
             self.respond_plain(503, b"Service Unavailable")
             return
         self.task = start_app_task(state, self.run(self.config.loaded_app), self.loop)

@@ -11,19 +11,16 @@ streams answered in it.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from typing import Any
 
-from celeris_asgi.cycle import RequestCycle, over_concurrency_limit, start_app_task
+from celeris_asgi.cycle import RequestCycle
 from celeris_asgi.headers import validate_header
 from celeris_asgi.logging import AccessLog, error_logger
 from celeris_asgi.protocols.addresses import client_address, server_address, trusted_proxy
 from celeris_asgi.protocols.target import split_origin_form
-from celeris_asgi.protocols.websocket import websocket_enabled
 
 from . import frames as f
 from .connection import H2Connection
-from .settings import H2Settings
 from .validation import RequestHead
 
 _ASGI = {"version": "3.0", "spec_version": "2.4"}
@@ -31,26 +28,9 @@ _EXTENSIONS: dict[str, Any] = {"http.response.trailers": {}, "http.response.earl
 _NO_BODY_STATUS = frozenset({204, 304})
 _SHUTDOWN_PING_WAIT = 2.0  # seconds to wait for the PING ACK before the final GOAWAY
 _CONTENT_LENGTH_0 = (b"content-length", b"0")
-_DEFAULTS = H2Settings()
 _TARGET_CACHE_MAX = 64
 _SWITCHING_PROTOCOLS = b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
 _UPGRADE_BODY_HIGH_WATER = 64 * 1024  # h2c request body bytes buffered for the app before reading pauses
-
-
-def h2_settings(config: Any) -> H2Settings:
-    """The engine's limits from the server config: every ``h2_<field>`` attribute it has."""
-    values = {}
-    for field in dataclasses.fields(H2Settings):
-        value = getattr(config, "h2_" + field.name, None)
-        if value is not None:
-            values[field.name] = value
-    values.setdefault("send_timeout", config.timeout_send)
-    # The connection window bounds the request body buffered per connection; twice the stream
-    # window keeps one stream whose app does not read from starving the others.
-    initial = values.get("initial_window_size", _DEFAULTS.initial_window_size)
-    values.setdefault("connection_window_size", min(max(_DEFAULTS.connection_window_size, 2 * initial), 2**31 - 1))
-    values.setdefault("enable_connect_protocol", websocket_enabled(config))  # RFC 8441 WebSockets
-    return H2Settings(**values)
 
 
 class H2Cycle(RequestCycle):
@@ -66,8 +46,10 @@ class H2Cycle(RequestCycle):
         "trailers",
     )
 
-    def __init__(self, scope: dict[str, Any], conn: Any, stream_id: int, start_time: float) -> None:
-        super().__init__(scope, conn, False, start_time)
+    def __init__(
+        self, scope: dict[str, Any], conn: Any, stream_id: int, body_complete: bool, start_time: float
+    ) -> None:
+        super().__init__(scope, conn, False, body_complete, start_time)  # type: ignore[arg-type]
         self.stream_id = stream_id
         self.drain_waiter: asyncio.Future[None] | None = None
         self.drain_deadline = 0.0
@@ -82,11 +64,12 @@ class HTTP2Protocol(asyncio.Protocol):
 
     def __init__(self, config: Any, state: Any, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.config = config
+        self.settings = config.settings
         self.state = state
         self.app = config.loaded_app
         self.loop = loop or asyncio.get_running_loop()
-        self.settings = h2_settings(config)
-        self.engine = H2Connection(self.settings, self, header_check=validate_header)
+        self.h2_settings = self.settings.h2
+        self.engine = H2Connection(self.h2_settings, self, header_check=validate_header)
         self.access_log = AccessLog(config.access_log_format, config.access_log)
         self.root_path = config.root_path
         self.limit_concurrency = config.limit_concurrency
@@ -148,16 +131,14 @@ class HTTP2Protocol(asyncio.Protocol):
         self.holding = True
         scope["http_version"] = "2"
         scope["extensions"] = _EXTENSIONS
-        cycle = H2Cycle(scope, self, 1, self.loop.time() if self.access_log.enabled else 0.0)
         length = next((int(v) for k, v in scope["headers"] if k == b"content-length"), 0)
+        cycle = H2Cycle(scope, self, 1, not length, self.loop.time() if self.access_log.enabled else 0.0)
         self.upgrade_body_left = length
         if self.limit_body is not None and length > self.limit_body:
             # The body is skipped on its way to the preface; stream 1 gets the 413.
             self.engine.send_headers(1, 413, [_CONTENT_LENGTH_0], True, self.state.default_headers.pairs)
         else:
             self.upgrade_cycle = cycle
-            if not length:
-                cycle.body_complete = True
             self.start_cycle(cycle)
         if not length:
             self.switch_protocols()
@@ -330,24 +311,16 @@ class HTTP2Protocol(asyncio.Protocol):
             engine.send_headers(stream_id, 413, [_CONTENT_LENGTH_0], end_stream=True)
             engine.finish_stream(stream_id)
             return
-        cycle = H2Cycle(scope, self, stream_id, self.loop.time() if self.access_log.enabled else 0.0)
-        if end_stream:
-            cycle.body_complete = True
-        else:
+        cycle = H2Cycle(scope, self, stream_id, end_stream, self.loop.time() if self.access_log.enabled else 0.0)
+        if not end_stream:
             cycle.body_deadline = self.state.now + self.config.timeout_request_body
         self.start_cycle(cycle)
 
     def start_cycle(self, cycle: H2Cycle) -> None:
-        state = self.state
-        state.total_requests += 1
         self.cycles[cycle.stream_id] = cycle
-        if over_concurrency_limit(state, self.limit_concurrency):
-            cycle.send_error_response(503)
-            self.cycle_done(cycle)
-            return
         # A request without a body starts at once (3.12+): an app that does not wait answers before
         # the next frame is read, and the answers to a whole read go out in one write.
-        cycle.task = start_app_task(state, cycle.run(self.app), self.loop, eager=cycle.body_complete)
+        cycle.start(eager=cycle.body_complete)
 
     def on_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
         cycle = self.cycles.get(stream_id)
@@ -374,10 +347,7 @@ class HTTP2Protocol(asyncio.Protocol):
         """A request body over --limit-request-body (413) or stalled past --timeout-request-body (408)."""
         sid = cycle.stream_id
         cycle.body_deadline = 0.0
-        if not cycle.head_sent:
-            cycle.head_sent = cycle.response_started = cycle.response_complete = True
-            cycle.status = status
-            self.engine.send_headers(sid, status, [_CONTENT_LENGTH_0], True, self.state.default_headers.pairs)
+        cycle.respond_error(status, "Request body too large" if status == 413 else "Request body timeout")
         self.engine.finish_stream(sid)
         self.on_stream_reset(sid, f.CANCEL)
         self.schedule_flush()
@@ -473,7 +443,7 @@ class HTTP2Protocol(asyncio.Protocol):
             and self.transport is not None
         ):
             cycle.drain_waiter = self.loop.create_future()
-            cycle.drain_deadline = self.state.now + self.settings.send_timeout
+            cycle.drain_deadline = self.state.now + self.h2_settings.send_timeout
             try:
                 await cycle.drain_waiter
             finally:
@@ -492,7 +462,7 @@ class HTTP2Protocol(asyncio.Protocol):
             if self.engine.has_output:
                 self.schedule_flush()
 
-    def abort(self, cycle: RequestCycle) -> None:
+    def abort_response(self, cycle: RequestCycle) -> None:
         assert isinstance(cycle, H2Cycle)
         self.engine.reset_stream(cycle.stream_id, f.INTERNAL_ERROR)
         self.schedule_flush()
@@ -516,9 +486,8 @@ class HTTP2Protocol(asyncio.Protocol):
         engine.finish_stream(sid, linger=True)  # a request still arriving is checked to its end
         if not self.cycles:
             self.idle_since = self.state.now
-        if self.access_log.enabled and cycle.response_started:
-            duration = self.loop.time() - cycle.start_time
-            self.access_log.log(cycle.scope, cycle.status, cycle.response_headers, cycle.response_bytes, duration)
+        if self.access_log.enabled:
+            cycle.log_access()
         self.schedule_flush()
 
     # ----- timeouts and shutdown ----------------------------------------------------------------
@@ -534,7 +503,7 @@ class HTTP2Protocol(asyncio.Protocol):
                 transport.close()  # the h2c request body stalled (--timeout-request-body)
             return
         engine.expire_lingering(self.config.timeout_request_body)  # requests left unfinished after their response
-        if not engine.settings_acked and now - self.connected_at > self.settings.settings_timeout:
+        if not engine.settings_acked and now - self.connected_at > self.h2_settings.settings_timeout:
             engine.close(f.SETTINGS_TIMEOUT, "SETTINGS not acknowledged")
         elif self.write_paused and now - self.write_paused_since > self.config.timeout_send:
             error_logger.info("Closing an HTTP/2 connection whose client stopped reading (--timeout-send).")
