@@ -328,7 +328,7 @@ class RequestCycle:
                 self.owner.abort_response(self)
         finally:
             self.owner.cycle_done(self)
-            self.owner.state.tasks.discard(self.task)  # type: ignore[arg-type]
+            self.owner.state.tasks.discard(self.task)
 
     def app_failed(self) -> None:
         """The app raised: a 500 if the head is not out yet, else the response is aborted."""
