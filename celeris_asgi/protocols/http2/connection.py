@@ -62,8 +62,9 @@ class H2Connection(SendMixin):
         self.highest_stream_id = 0
         self.peer_goaway = False
         self.settings_acked = False
-        #: Streams the engine closed whose application work still runs; they count against the
-        #: concurrency limit so a reset stream frees its slot only when its handler ends (rapid reset).
+        #: Reset streams whose application work still runs (the listener keeps the count).  A reset
+        #: stream is closed, so it frees its concurrency slot at once (RFC 9113 5.1.2); the work a
+        #: client can leave behind that way is bounded by the reset budget instead (rapid reset).
         self.orphaned_streams = 0
         self.peer_initial_window = f.DEFAULT_WINDOW_SIZE
         self.peer_max_frame_size = f.DEFAULT_MAX_FRAME_SIZE
@@ -303,11 +304,16 @@ class H2Connection(SendMixin):
                     self._block_cache[block] = head
         if sid > self._goaway_last_id or self.peer_goaway:
             raise H2StreamError(sid, f.REFUSED_STREAM)
-        while len(self.streams) + self.orphaned_streams >= self.settings.max_concurrent_streams:
+        while len(self.streams) >= self.settings.max_concurrent_streams:
             if not self._lingering:
                 self._flood(_RESETS, "too many refused streams")
                 raise H2StreamError(sid, f.REFUSED_STREAM)
             self._reset(next(iter(self._lingering)), f.NO_ERROR, notify=False)  # the oldest finished response
+        if self.orphaned_streams >= self._flood_limits[_RESETS]:
+            # As many handlers of reset streams still run as the reset budget allows in a whole
+            # interval: no new work until some end (CVE-2023-44487 with slow handlers).
+            self._flood(_RESETS, "too many reset streams still running")
+            raise H2StreamError(sid, f.REFUSED_STREAM)
         if self_dependent:
             raise H2StreamError(sid, f.PROTOCOL_ERROR)
         stream = Stream(sid, self.peer_initial_window, self._local_initial_window)
