@@ -27,7 +27,6 @@ _U32 = f.read_u32
 _SHUTDOWN_PING = b"celeris!"
 _BLOCK_CACHE_ITEM_MAX = 2048  # compressed bytes of a block worth caching
 _BLOCK_CACHE_BUDGET = 65536  # decoded bytes the cache may hold per connection before it starts over
-_RESPONSE_431 = [(b"content-length", b"0")]
 
 _RESETS, _PINGS, _SETTINGS, _EMPTY_DATA = range(4)
 
@@ -41,9 +40,12 @@ class H2Connection(SendMixin):
         listener: H2Listener,
         clock: Callable[[], float] = time.monotonic,
         header_check: Callable[[bytes, bytes], None] | None = None,
+        default_headers: Callable[[], list[tuple[bytes, bytes]]] | None = None,
     ) -> None:
-        """``header_check(name, value)`` vets each distinct response field once (may raise)."""
+        """``header_check(name, value)`` vets each distinct response field once (may raise);
+        ``default_headers()`` gives the fields (Server, Date) every response of the server carries."""
         self.settings = settings
+        self._default_headers = default_headers or list
         self._listener_request = listener.on_request
         self._listener_data = listener.on_data
         self._listener_reset = listener.on_stream_reset
@@ -321,7 +323,7 @@ class H2Connection(SendMixin):
             # RFC 9113 8.2.3 / RFC 6585: answer 431 without bothering the application.
             self.streams[sid] = stream
             stream.remote_closed = bool(end_stream)
-            self.send_headers(sid, 431, _RESPONSE_431, end_stream=True)
+            self.send_status(sid, 431)
             if sid in self.streams:
                 self.reset_stream(sid, f.NO_ERROR)
             return

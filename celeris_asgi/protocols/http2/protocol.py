@@ -30,7 +30,6 @@ _ASGI = {"version": "3.0", "spec_version": "2.4"}
 _EXTENSIONS: dict[str, Any] = {"http.response.trailers": {}, "http.response.early_hint": {}}
 _NO_BODY_STATUS = frozenset({204, 304})
 _SHUTDOWN_PING_WAIT = 2.0  # seconds to wait for the PING ACK before the final GOAWAY
-_CONTENT_LENGTH_0 = (b"content-length", b"0")
 _DEFAULTS = H2Settings()
 _TARGET_CACHE_MAX = 64
 _SWITCHING_PROTOCOLS = b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
@@ -86,7 +85,10 @@ class HTTP2Protocol(asyncio.Protocol):
         self.app = config.loaded_app
         self.loop = loop or asyncio.get_running_loop()
         self.settings = h2_settings(config)
-        self.engine = H2Connection(self.settings, self, header_check=validate_header)
+        default_headers = state.default_headers
+        self.engine = H2Connection(
+            self.settings, self, header_check=validate_header, default_headers=lambda: default_headers.pairs
+        )
         self.access_log = AccessLog(config.access_log_format, config.access_log)
         self.root_path = config.root_path
         self.limit_concurrency = config.limit_concurrency
@@ -153,7 +155,7 @@ class HTTP2Protocol(asyncio.Protocol):
         self.upgrade_body_left = length
         if self.limit_body is not None and length > self.limit_body:
             # The body is skipped on its way to the preface; stream 1 gets the 413.
-            self.engine.send_headers(1, 413, [_CONTENT_LENGTH_0], True, self.state.default_headers.pairs)
+            self.engine.send_status(1, 413)
         else:
             self.upgrade_cycle = cycle
             if not length:
@@ -298,7 +300,7 @@ class HTTP2Protocol(asyncio.Protocol):
         target = self.target(head)
         if target is None:
             unsupported = head.path is None or head.protocol is not None  # CONNECT: 405; a non-ASCII path: 400
-            engine.send_headers(stream_id, 405 if unsupported else 400, [_CONTENT_LENGTH_0], end_stream=True)
+            engine.send_status(stream_id, 405 if unsupported else 400)
             engine.finish_stream(stream_id)
             return
         _, method, path, raw_path, query = target
@@ -327,7 +329,7 @@ class HTTP2Protocol(asyncio.Protocol):
             return
         limit = self.limit_body
         if limit is not None and head.content_length is not None and head.content_length > limit:
-            engine.send_headers(stream_id, 413, [_CONTENT_LENGTH_0], end_stream=True)
+            engine.send_status(stream_id, 413)
             engine.finish_stream(stream_id)
             return
         cycle = H2Cycle(scope, self, stream_id, self.loop.time() if self.access_log.enabled else 0.0)
@@ -377,7 +379,7 @@ class HTTP2Protocol(asyncio.Protocol):
         if not cycle.head_sent:
             cycle.head_sent = cycle.response_started = cycle.response_complete = True
             cycle.status = status
-            self.engine.send_headers(sid, status, [_CONTENT_LENGTH_0], True, self.state.default_headers.pairs)
+            self.engine.send_status(sid, status)
         self.engine.finish_stream(sid)
         self.on_stream_reset(sid, f.CANCEL)
         self.schedule_flush()
