@@ -57,6 +57,7 @@ class H2Cycle(RequestCycle):
 
     __slots__ = (
         "body_deadline",
+        "body_rate_start",
         "drain_deadline",
         "drain_waiter",
         "orphaned",
@@ -71,6 +72,8 @@ class H2Cycle(RequestCycle):
         self.drain_waiter: asyncio.Future[None] | None = None
         self.drain_deadline = 0.0
         self.body_deadline = 0.0  # --timeout-request-body: the request body may not stall longer
+        # --limit-request-min-rate: the body is due by this + received / rate (see check_body_rate)
+        self.body_rate_start = 0.0
         self.received = 0
         self.orphaned = False
         self.trailers: list[tuple[bytes, bytes]] = []
@@ -93,6 +96,7 @@ class HTTP2Protocol(asyncio.Protocol):
         self.root_path = config.root_path
         self.limit_concurrency = config.limit_concurrency
         self.limit_body = config.limit_request_body
+        self.min_rate = config.limit_request_min_rate
         self.transport: asyncio.Transport | None = None
         self.server: tuple[str, int] | None = None
         self.client: tuple[str, int] | None = None
@@ -104,6 +108,7 @@ class HTTP2Protocol(asyncio.Protocol):
         self.write_paused_since = 0.0
         self.connected_at = 0.0
         self.idle_since = 0.0
+        self.ticked_at = 0.0  # the last check_timeouts
         self.shutdown_started = 0.0
         self.closing = False
         # An h2c upgrade: the HTTP/1.1 request body still arriving ahead of the HTTP/2 preface.
@@ -128,7 +133,7 @@ class HTTP2Protocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
         self.attach(transport)
         self.scheme = "https" if transport.get_extra_info("sslcontext") else "http"
-        self.connected_at = self.idle_since = self.state.now
+        self.connected_at = self.idle_since = self.ticked_at = self.state.now
         self.engine.initiate()
         if self.state.shutting_down:  # accepted just before the server began to stop
             self.shutdown()
@@ -145,7 +150,7 @@ class HTTP2Protocol(asyncio.Protocol):
         """
         self.engine.initiate_upgrade(settings)
         self.attach(transport)  # (the upgrading request's scope has its proxy headers applied already)
-        self.idle_since = self.state.now
+        self.idle_since = self.ticked_at = self.state.now
         self.upgrade_deadline = self.state.now + self.config.timeout_request_body
         self.holding = True
         scope["http_version"] = "2"
@@ -336,7 +341,7 @@ class HTTP2Protocol(asyncio.Protocol):
         if end_stream:
             cycle.body_complete = True
         else:
-            cycle.body_deadline = self.state.now + self.config.timeout_request_body
+            cycle.body_deadline = cycle.body_rate_start = self.state.now + self.config.timeout_request_body
         self.start_cycle(cycle)
 
     def start_cycle(self, cycle: H2Cycle) -> None:
@@ -551,11 +556,28 @@ class HTTP2Protocol(asyncio.Protocol):
                 # The peer never opened its window: give the stream up (it keeps no memory pinned).
                 engine.reset_stream(cycle.stream_id, f.CANCEL)
                 self.on_stream_reset(cycle.stream_id, f.CANCEL)
-            elif cycle.body_deadline and now > cycle.body_deadline and not cycle.disconnected:
-                self.refuse_body(cycle, 408)
+            elif cycle.body_deadline and not cycle.disconnected:
+                self.check_body_deadlines(cycle, now)
+        self.ticked_at = now
         for websocket in list(self.websockets.values()):
             websocket.check_timeouts(now)  # pings, close handshake, a window that never opens
         self.flush()
+
+    def check_body_deadlines(self, cycle: H2Cycle, now: float) -> None:
+        """408 for a request body that stalled (--timeout-request-body) or dribbles (--limit-request-min-rate).
+
+        The body is due by its stream's start + --timeout-request-body + one second per
+        ``min_rate`` bytes received, so a slow-loris stream is refused while the others go
+        on.  Time while we hold the window closed (the app is not reading) stops both clocks:
+        the client could not send.
+        """
+        if self.engine.receive_window_closed(cycle.stream_id):
+            cycle.body_deadline = now + self.config.timeout_request_body
+            cycle.body_rate_start += now - self.ticked_at
+        elif now > cycle.body_deadline or (
+            self.min_rate and now > cycle.body_rate_start + cycle.received / self.min_rate
+        ):
+            self.refuse_body(cycle, 408)
 
     def shutdown(self) -> None:
         """Graceful shutdown: GOAWAY twice (announce, then name the last stream), close when idle."""

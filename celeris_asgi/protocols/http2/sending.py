@@ -238,6 +238,11 @@ class SendMixin:
         """True while some of the stream's data waits for the peer's flow-control window."""
         return sid in self._blocked
 
+    def receive_window_closed(self, sid: int) -> bool:
+        """True while the peer may send the stream no more DATA until we open a window (the app is not reading)."""
+        stream = self.streams.get(sid)
+        return stream is not None and (stream.recv_window <= 0 or self.recv_window <= 0)
+
     def finish_stream(self, sid: int, linger: bool = False) -> None:
         """The application is done with a stream: end whatever it left open.
 
