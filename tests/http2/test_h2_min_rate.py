@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from typing import Any
 
@@ -120,3 +121,29 @@ def test_time_the_server_holds_the_window_closed_does_not_count(serve):
     conn.receive(conn.ended(sid), timeout=10)
     assert status(conn, sid) == b"200" and conn.body(sid) == str(window + 1000).encode()
     conn.close()
+
+
+def test_a_dribbled_h2c_upgrade_body_is_not_waited_for(serve):
+    """The h2c request's body arrives as HTTP/1.1 bytes before the preface: the same rate holds for it."""
+    server = serve(app, timeout_request_body=1, limit_request_min_rate=100)
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    sock.sendall(
+        b"POST / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+        b"HTTP2-Settings: AAMAAABk\r\nContent-Length: 1000\r\n\r\n"
+    )
+    started = time.monotonic()
+    closed = False
+    while not closed and time.monotonic() - started < 6:  # 10 bytes every 0.25 s: due after 1 + 0.4 t s
+        try:
+            sock.sendall(b"x" * 10)
+        except (BrokenPipeError, ConnectionResetError):
+            break
+        sock.settimeout(0.25)
+        try:
+            closed = sock.recv(65536) == b""
+        except TimeoutError:
+            continue
+        except ConnectionResetError:
+            closed = True
+    assert time.monotonic() - started < 5, "the dribbling upgrade body was never refused"
+    sock.close()

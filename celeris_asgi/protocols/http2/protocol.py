@@ -116,6 +116,8 @@ class HTTP2Protocol(asyncio.Protocol):
         self.upgrade_cycle: H2Cycle | None = None
         self.upgrade_paused = False
         self.upgrade_deadline = 0.0  # while the h2c request body is still arriving
+        self.upgrade_rate_start = 0.0  # as H2Cycle.body_rate_start, for the h2c request body
+        self.upgrade_received = 0
         self.holding = False  # h2c: no HTTP/2 output until the 101 is out and the client answered it
         self.targets: dict[int, tuple[RequestHead, str, str, bytes, bytes]] = {}
         self.websockets: dict[int, Any] = {}  # RFC 8441 streams carrying a WebSocket (websocket_h2.py)
@@ -151,7 +153,7 @@ class HTTP2Protocol(asyncio.Protocol):
         self.engine.initiate_upgrade(settings)
         self.attach(transport)  # (the upgrading request's scope has its proxy headers applied already)
         self.idle_since = self.ticked_at = self.state.now
-        self.upgrade_deadline = self.state.now + self.config.timeout_request_body
+        self.upgrade_deadline = self.upgrade_rate_start = self.state.now + self.config.timeout_request_body
         self.holding = True
         scope["http_version"] = "2"
         scope["extensions"] = _EXTENSIONS
@@ -222,6 +224,7 @@ class HTTP2Protocol(asyncio.Protocol):
         """Route the h2c request's own body to stream 1; return the bytes after it."""
         take = min(self.upgrade_body_left, len(data))
         self.upgrade_body_left -= take
+        self.upgrade_received += take
         self.upgrade_deadline = self.state.now + self.config.timeout_request_body
         cycle = self.upgrade_cycle
         if cycle is not None and not cycle.response_complete and not cycle.disconnected:
@@ -537,8 +540,12 @@ class HTTP2Protocol(asyncio.Protocol):
             return
         engine = self.engine
         if self.upgrade_deadline:
-            if now > self.upgrade_deadline:
-                transport.close()  # the h2c request body stalled (--timeout-request-body)
+            if self.upgrade_paused:  # we stopped reading it: the client could not send
+                self.upgrade_deadline = now + self.config.timeout_request_body
+                self.upgrade_rate_start += now - self.ticked_at
+            elif self.body_overdue(self.upgrade_deadline, self.upgrade_rate_start, self.upgrade_received, now):
+                transport.close()  # the h2c request body stalled or dribbles
+            self.ticked_at = now
             return
         engine.expire_lingering(self.config.timeout_request_body)  # requests left unfinished after their response
         if not engine.settings_acked and now - self.connected_at > self.settings.settings_timeout:
@@ -564,20 +571,24 @@ class HTTP2Protocol(asyncio.Protocol):
         self.flush()
 
     def check_body_deadlines(self, cycle: H2Cycle, now: float) -> None:
-        """408 for a request body that stalled (--timeout-request-body) or dribbles (--limit-request-min-rate).
+        """408 for a stream's request body that stalled or dribbles (see ``body_overdue``).
 
-        The body is due by its stream's start + --timeout-request-body + one second per
-        ``min_rate`` bytes received, so a slow-loris stream is refused while the others go
-        on.  Time while we hold the window closed (the app is not reading) stops both clocks:
-        the client could not send.
+        Only that stream is refused; the others go on.  Time while we hold the window
+        closed (the app is not reading) stops both clocks: the client could not send.
         """
         if self.engine.receive_window_closed(cycle.stream_id):
             cycle.body_deadline = now + self.config.timeout_request_body
             cycle.body_rate_start += now - self.ticked_at
-        elif now > cycle.body_deadline or (
-            self.min_rate and now > cycle.body_rate_start + cycle.received / self.min_rate
-        ):
+        elif self.body_overdue(cycle.body_deadline, cycle.body_rate_start, cycle.received, now):
             self.refuse_body(cycle, 408)
+
+    def body_overdue(self, stall_deadline: float, rate_start: float, received: int, now: float) -> bool:
+        """Past ``stall_deadline`` (--timeout-request-body since the last bytes), or too slow on average.
+
+        --limit-request-min-rate: the body is due by ``rate_start`` (its start +
+        --timeout-request-body) + one second per ``min_rate`` bytes received.
+        """
+        return now > stall_deadline or (self.min_rate > 0 and now > rate_start + received / self.min_rate)
 
     def shutdown(self) -> None:
         """Graceful shutdown: GOAWAY twice (announce, then name the last stream), close when idle."""
