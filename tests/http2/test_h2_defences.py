@@ -55,6 +55,22 @@ def test_streams_beyond_the_limit_are_refused_then_calm_is_enhanced():
     assert raw.closed_with == CALM
 
 
+def test_handlers_of_reset_streams_are_bounded_by_the_reset_budget():
+    """Reset streams free their slots at once; the handlers they leave running are capped instead."""
+    clock = Clock()
+    raw = Raw(H2Settings(max_concurrent_streams=10, max_resets_per_interval=50, flood_interval=10), clock=clock)
+    for sid in range(1, 2 * 50, 2):
+        raw.send(frame(f.HEADERS, f.FLAG_END_HEADERS, sid, raw.block()) + frame(f.RST_STREAM, 0, sid, u32(f.CANCEL)))
+        clock.now += 1.0  # slow enough that the reset budget never runs dry
+    assert raw.server.streams == {}
+    # The protocol counts each reset stream whose handler has not ended yet: here all 50 still run.
+    raw.server.orphaned_streams = sum(1 for event in raw.recorder.events if event[0] == "reset")
+    assert resets(raw.headers(101)) == [(101, f.REFUSED_STREAM)]
+    raw.server.orphaned_streams -= 1  # one handler ended: room for one more stream
+    assert resets(raw.headers(103)) == []
+    assert not raw.server.closed
+
+
 def test_continuation_flood_of_empty_frames():
     raw = Raw(H2Settings(max_continuation_frames=32))
     data = frame(f.HEADERS, 0, 1, raw.block()[:1]) + frame(f.CONTINUATION, 0, 1) * 32

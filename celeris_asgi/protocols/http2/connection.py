@@ -27,7 +27,6 @@ _U32 = f.read_u32
 _SHUTDOWN_PING = b"celeris!"
 _BLOCK_CACHE_ITEM_MAX = 2048  # compressed bytes of a block worth caching
 _BLOCK_CACHE_BUDGET = 65536  # decoded bytes the cache may hold per connection before it starts over
-_RESPONSE_431 = [(b"content-length", b"0")]
 
 _RESETS, _PINGS, _SETTINGS, _EMPTY_DATA = range(4)
 
@@ -41,9 +40,12 @@ class H2Connection(SendMixin):
         listener: H2Listener,
         clock: Callable[[], float] = time.monotonic,
         header_check: Callable[[bytes, bytes], None] | None = None,
+        default_headers: Callable[[], list[tuple[bytes, bytes]]] | None = None,
     ) -> None:
-        """``header_check(name, value)`` vets each distinct response field once (may raise)."""
+        """``header_check(name, value)`` vets each distinct response field once (may raise);
+        ``default_headers()`` gives the fields (Server, Date) every response of the server carries."""
         self.settings = settings
+        self._default_headers = default_headers or list
         self._listener_request = listener.on_request
         self._listener_data = listener.on_data
         self._listener_reset = listener.on_stream_reset
@@ -62,8 +64,9 @@ class H2Connection(SendMixin):
         self.highest_stream_id = 0
         self.peer_goaway = False
         self.settings_acked = False
-        #: Streams the engine closed whose application work still runs; they count against the
-        #: concurrency limit so a reset stream frees its slot only when its handler ends (rapid reset).
+        #: Reset streams whose application work still runs (the listener keeps the count).  A reset
+        #: stream is closed, so it frees its concurrency slot at once (RFC 9113 5.1.2); the work a
+        #: client can leave behind that way is bounded by the reset budget instead (rapid reset).
         self.orphaned_streams = 0
         self.peer_initial_window = f.DEFAULT_WINDOW_SIZE
         self.peer_max_frame_size = f.DEFAULT_MAX_FRAME_SIZE
@@ -303,11 +306,16 @@ class H2Connection(SendMixin):
                     self._block_cache[block] = head
         if sid > self._goaway_last_id or self.peer_goaway:
             raise H2StreamError(sid, f.REFUSED_STREAM)
-        while len(self.streams) + self.orphaned_streams >= self.settings.max_concurrent_streams:
+        while len(self.streams) >= self.settings.max_concurrent_streams:
             if not self._lingering:
                 self._flood(_RESETS, "too many refused streams")
                 raise H2StreamError(sid, f.REFUSED_STREAM)
             self._reset(next(iter(self._lingering)), f.NO_ERROR, notify=False)  # the oldest finished response
+        if self.orphaned_streams >= self._flood_limits[_RESETS]:
+            # As many handlers of reset streams still run as the reset budget allows in a whole
+            # interval: no new work until some end (CVE-2023-44487 with slow handlers).
+            self._flood(_RESETS, "too many reset streams still running")
+            raise H2StreamError(sid, f.REFUSED_STREAM)
         if self_dependent:
             raise H2StreamError(sid, f.PROTOCOL_ERROR)
         stream = Stream(sid, self.peer_initial_window, self._local_initial_window)
@@ -315,7 +323,7 @@ class H2Connection(SendMixin):
             # RFC 9113 8.2.3 / RFC 6585: answer 431 without bothering the application.
             self.streams[sid] = stream
             stream.remote_closed = bool(end_stream)
-            self.send_headers(sid, 431, _RESPONSE_431, end_stream=True)
+            self.send_status(sid, 431)
             if sid in self.streams:
                 self.reset_stream(sid, f.NO_ERROR)
             return

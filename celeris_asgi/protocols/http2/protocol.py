@@ -27,7 +27,6 @@ _ASGI = {"version": "3.0", "spec_version": "2.4"}
 _EXTENSIONS: dict[str, Any] = {"http.response.trailers": {}, "http.response.early_hint": {}}
 _NO_BODY_STATUS = frozenset({204, 304})
 _SHUTDOWN_PING_WAIT = 2.0  # seconds to wait for the PING ACK before the final GOAWAY
-_CONTENT_LENGTH_0 = (b"content-length", b"0")
 _TARGET_CACHE_MAX = 64
 _SWITCHING_PROTOCOLS = b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
 _UPGRADE_BODY_HIGH_WATER = 64 * 1024  # h2c request body bytes buffered for the app before reading pauses
@@ -38,6 +37,7 @@ class H2Cycle(RequestCycle):
 
     __slots__ = (
         "body_deadline",
+        "body_rate_start",
         "drain_deadline",
         "drain_waiter",
         "orphaned",
@@ -54,6 +54,8 @@ class H2Cycle(RequestCycle):
         self.drain_waiter: asyncio.Future[None] | None = None
         self.drain_deadline = 0.0
         self.body_deadline = 0.0  # --timeout-request-body: the request body may not stall longer
+        # --limit-request-min-rate: the body is due by this + received / rate (see check_body_rate)
+        self.body_rate_start = 0.0
         self.received = 0
         self.orphaned = False
         self.trailers: list[tuple[bytes, bytes]] = []
@@ -69,11 +71,15 @@ class HTTP2Protocol(asyncio.Protocol):
         self.app = config.loaded_app
         self.loop = loop or asyncio.get_running_loop()
         self.h2_settings = self.settings.h2
-        self.engine = H2Connection(self.h2_settings, self, header_check=validate_header)
+        default_headers = state.default_headers
+        self.engine = H2Connection(
+            self.h2_settings, self, header_check=validate_header, default_headers=lambda: default_headers.pairs
+        )
         self.access_log = AccessLog(config.access_log_format, config.access_log)
         self.root_path = config.root_path
         self.limit_concurrency = config.limit_concurrency
         self.limit_body = config.limit_request_body
+        self.min_rate = config.limit_request_min_rate
         self.transport: asyncio.Transport | None = None
         self.server: tuple[str, int] | None = None
         self.client: tuple[str, int] | None = None
@@ -85,6 +91,7 @@ class HTTP2Protocol(asyncio.Protocol):
         self.write_paused_since = 0.0
         self.connected_at = 0.0
         self.idle_since = 0.0
+        self.ticked_at = 0.0  # the last check_timeouts
         self.shutdown_started = 0.0
         self.closing = False
         # An h2c upgrade: the HTTP/1.1 request body still arriving ahead of the HTTP/2 preface.
@@ -92,6 +99,8 @@ class HTTP2Protocol(asyncio.Protocol):
         self.upgrade_cycle: H2Cycle | None = None
         self.upgrade_paused = False
         self.upgrade_deadline = 0.0  # while the h2c request body is still arriving
+        self.upgrade_rate_start = 0.0  # as H2Cycle.body_rate_start, for the h2c request body
+        self.upgrade_received = 0
         self.holding = False  # h2c: no HTTP/2 output until the 101 is out and the client answered it
         self.targets: dict[int, tuple[RequestHead, str, str, bytes, bytes]] = {}
         self.websockets: dict[int, Any] = {}  # RFC 8441 streams carrying a WebSocket (websocket_h2.py)
@@ -109,7 +118,7 @@ class HTTP2Protocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
         self.attach(transport)
         self.scheme = "https" if transport.get_extra_info("sslcontext") else "http"
-        self.connected_at = self.idle_since = self.state.now
+        self.connected_at = self.idle_since = self.ticked_at = self.state.now
         self.engine.initiate()
         if self.state.shutting_down:  # accepted just before the server began to stop
             self.shutdown()
@@ -126,8 +135,8 @@ class HTTP2Protocol(asyncio.Protocol):
         """
         self.engine.initiate_upgrade(settings)
         self.attach(transport)  # (the upgrading request's scope has its proxy headers applied already)
-        self.idle_since = self.state.now
-        self.upgrade_deadline = self.state.now + self.config.timeout_request_body
+        self.idle_since = self.ticked_at = self.state.now
+        self.upgrade_deadline = self.upgrade_rate_start = self.state.now + self.config.timeout_request_body
         self.holding = True
         scope["http_version"] = "2"
         scope["extensions"] = _EXTENSIONS
@@ -136,7 +145,7 @@ class HTTP2Protocol(asyncio.Protocol):
         self.upgrade_body_left = length
         if self.limit_body is not None and length > self.limit_body:
             # The body is skipped on its way to the preface; stream 1 gets the 413.
-            self.engine.send_headers(1, 413, [_CONTENT_LENGTH_0], True, self.state.default_headers.pairs)
+            self.engine.send_status(1, 413)
         else:
             self.upgrade_cycle = cycle
             self.start_cycle(cycle)
@@ -196,6 +205,7 @@ class HTTP2Protocol(asyncio.Protocol):
         """Route the h2c request's own body to stream 1; return the bytes after it."""
         take = min(self.upgrade_body_left, len(data))
         self.upgrade_body_left -= take
+        self.upgrade_received += take
         self.upgrade_deadline = self.state.now + self.config.timeout_request_body
         cycle = self.upgrade_cycle
         if cycle is not None and not cycle.response_complete and not cycle.disconnected:
@@ -279,7 +289,7 @@ class HTTP2Protocol(asyncio.Protocol):
         target = self.target(head)
         if target is None:
             unsupported = head.path is None or head.protocol is not None  # CONNECT: 405; a non-ASCII path: 400
-            engine.send_headers(stream_id, 405 if unsupported else 400, [_CONTENT_LENGTH_0], end_stream=True)
+            engine.send_status(stream_id, 405 if unsupported else 400)
             engine.finish_stream(stream_id)
             return
         _, method, path, raw_path, query = target
@@ -308,12 +318,12 @@ class HTTP2Protocol(asyncio.Protocol):
             return
         limit = self.limit_body
         if limit is not None and head.content_length is not None and head.content_length > limit:
-            engine.send_headers(stream_id, 413, [_CONTENT_LENGTH_0], end_stream=True)
+            engine.send_status(stream_id, 413)
             engine.finish_stream(stream_id)
             return
         cycle = H2Cycle(scope, self, stream_id, end_stream, self.loop.time() if self.access_log.enabled else 0.0)
         if not end_stream:
-            cycle.body_deadline = self.state.now + self.config.timeout_request_body
+            cycle.body_deadline = cycle.body_rate_start = self.state.now + self.config.timeout_request_body
         self.start_cycle(cycle)
 
     def start_cycle(self, cycle: H2Cycle) -> None:
@@ -499,8 +509,12 @@ class HTTP2Protocol(asyncio.Protocol):
             return
         engine = self.engine
         if self.upgrade_deadline:
-            if now > self.upgrade_deadline:
-                transport.close()  # the h2c request body stalled (--timeout-request-body)
+            if self.upgrade_paused:  # we stopped reading it: the client could not send
+                self.upgrade_deadline = now + self.config.timeout_request_body
+                self.upgrade_rate_start += now - self.ticked_at
+            elif self.body_overdue(self.upgrade_deadline, self.upgrade_rate_start, self.upgrade_received, now):
+                transport.close()  # the h2c request body stalled or dribbles
+            self.ticked_at = now
             return
         engine.expire_lingering(self.config.timeout_request_body)  # requests left unfinished after their response
         if not engine.settings_acked and now - self.connected_at > self.h2_settings.settings_timeout:
@@ -518,11 +532,32 @@ class HTTP2Protocol(asyncio.Protocol):
                 # The peer never opened its window: give the stream up (it keeps no memory pinned).
                 engine.reset_stream(cycle.stream_id, f.CANCEL)
                 self.on_stream_reset(cycle.stream_id, f.CANCEL)
-            elif cycle.body_deadline and now > cycle.body_deadline and not cycle.disconnected:
-                self.refuse_body(cycle, 408)
+            elif cycle.body_deadline and not cycle.disconnected:
+                self.check_body_deadlines(cycle, now)
+        self.ticked_at = now
         for websocket in list(self.websockets.values()):
             websocket.check_timeouts(now)  # pings, close handshake, a window that never opens
         self.flush()
+
+    def check_body_deadlines(self, cycle: H2Cycle, now: float) -> None:
+        """408 for a stream's request body that stalled or dribbles (see ``body_overdue``).
+
+        Only that stream is refused; the others go on.  Time while we hold the window
+        closed (the app is not reading) stops both clocks: the client could not send.
+        """
+        if self.engine.receive_window_closed(cycle.stream_id):
+            cycle.body_deadline = now + self.config.timeout_request_body
+            cycle.body_rate_start += now - self.ticked_at
+        elif self.body_overdue(cycle.body_deadline, cycle.body_rate_start, cycle.received, now):
+            self.refuse_body(cycle, 408)
+
+    def body_overdue(self, stall_deadline: float, rate_start: float, received: int, now: float) -> bool:
+        """Past ``stall_deadline`` (--timeout-request-body since the last bytes), or too slow on average.
+
+        --limit-request-min-rate: the body is due by ``rate_start`` (its start +
+        --timeout-request-body) + one second per ``min_rate`` bytes received.
+        """
+        return now > stall_deadline or (self.min_rate > 0 and now > rate_start + received / self.min_rate)
 
     def shutdown(self) -> None:
         """Graceful shutdown: GOAWAY twice (announce, then name the last stream), close when idle."""

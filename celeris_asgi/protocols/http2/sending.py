@@ -16,6 +16,7 @@ from .hpack_codec import Encoder
 from .stream import CLOSED, Stream
 
 _pack_header = f.pack_header
+_CONTENT_LENGTH_0 = [(b"content-length", b"0")]
 
 
 class SendMixin:
@@ -30,6 +31,7 @@ class SendMixin:
     _local_initial_window: int
     _lingering: dict[int, float]
     _clock: Callable[[], float]
+    _default_headers: Callable[[], list[tuple[bytes, bytes]]]
     _shutdown_stage: int
     streams: dict[int, Stream]
     closed: bool
@@ -79,6 +81,13 @@ class SendMixin:
             self._out += f.header_block_frames(sid, block, end_stream, self.peer_max_frame_size)
         if end_stream:
             self._close_local(stream)
+
+    def send_status(self, sid: int, status: int) -> None:
+        """A bodyless response the server makes itself (400, 405, 408, 413, 431), ending the stream.
+
+        It carries the default headers (Server, Date) like an application's response (RFC 9110 6.6.1).
+        """
+        self.send_headers(sid, status, _CONTENT_LENGTH_0, True, self._default_headers())
 
     def send_response(
         self,
@@ -228,6 +237,11 @@ class SendMixin:
     def is_blocked(self, sid: int) -> bool:
         """True while some of the stream's data waits for the peer's flow-control window."""
         return sid in self._blocked
+
+    def receive_window_closed(self, sid: int) -> bool:
+        """True while the peer may send the stream no more DATA until we open a window (the app is not reading)."""
+        stream = self.streams.get(sid)
+        return stream is not None and (stream.recv_window <= 0 or self.recv_window <= 0)
 
     def finish_stream(self, sid: int, linger: bool = False) -> None:
         """The application is done with a stream: end whatever it left open.
