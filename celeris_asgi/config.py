@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from celeris_asgi.importer import ImportFromStringError, import_from_string
-from celeris_asgi.logging import DEFAULT_LOG_CONFIG, configure_logging, error_logger
+from celeris_asgi.logging import DEFAULT_LOG_CONFIG, LogConfig, configure_logging, error_logger
 from celeris_asgi.systemd import Notifier, listen_fd
 
 LOOP_CHOICES = ("auto", "asyncio", "uvloop", "none")
@@ -150,7 +150,7 @@ class Config:
         date_header: bool = True,
         gc_tuning: bool = True,
         log_level: str | int | None = None,
-        log_config: str | dict[str, Any] | None = DEFAULT_LOG_CONFIG,
+        log_config: LogConfig = DEFAULT_LOG_CONFIG,
         access_log: bool = True,
         access_log_format: str = DEFAULT_ACCESS_LOG_FORMAT,
         use_colors: bool | None = None,

@@ -13,9 +13,13 @@ import logging.config
 import os
 import sys
 import time
-from typing import Any
+from configparser import RawConfigParser
+from typing import IO, Any, Union
 
 TRACE = 5
+# What uvicorn's log_config takes: a dictConfig dict, a .json/.yaml/.ini path, a RawConfigParser or an
+# open .ini file; None leaves logging alone.
+LogConfig = Union[str, "os.PathLike[str]", dict[str, Any], RawConfigParser, IO[str], None]
 logging.addLevelName(TRACE, "TRACE")
 
 error_logger = logging.getLogger("celeris.error")
@@ -66,7 +70,7 @@ class LevelPrefixFormatter(logging.Formatter):
 
 
 def configure_logging(
-    log_config: str | dict[str, Any] | None,
+    log_config: LogConfig,
     log_level: str | int | None,
     access_log: bool,
     use_colors: bool | None = None,
@@ -79,8 +83,10 @@ def configure_logging(
             formatter["use_colors"] = use_colors
     if isinstance(log_config, dict):
         logging.config.dictConfig(log_config)
-    elif isinstance(log_config, str):
-        apply_log_config_file(log_config)
+    elif isinstance(log_config, (str, os.PathLike)):
+        apply_log_config_file(os.fspath(log_config))
+    elif log_config is not None:  # uvicorn also takes a RawConfigParser or an open .ini file
+        logging.config.fileConfig(log_config, disable_existing_loggers=False)
     if log_level is not None:
         level = logging.getLevelName(log_level.upper()) if isinstance(log_level, str) else log_level
         logging.getLogger("celeris").setLevel(level)

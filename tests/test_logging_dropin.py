@@ -194,3 +194,27 @@ def test_a_missing_tls_file_is_named(tmp_path, flag, named):
     assert result.returncode != 0
     (line,) = result.stderr.splitlines()
     assert f"{named} '{missing}' does not exist" in line
+
+
+def test_log_config_takes_what_uvicorn_takes_a_config_parser_or_an_open_ini_file():
+    code = (
+        "import configparser, io, logging, celeris_asgi\n"
+        "ini = open(0).read()\n"
+        "parser = configparser.RawConfigParser()\n"
+        "parser.read_string(ini.replace('TAG', 'PARSER'))\n"
+        "celeris_asgi.Config('tests.cli_apps:app', log_config=parser)\n"
+        "logging.getLogger('celeris.error').info('configured')\n"
+        "celeris_asgi.Config('tests.cli_apps:app', log_config=io.StringIO(ini.replace('TAG', 'FILE')))\n"
+        "logging.getLogger('celeris.error').info('configured')\n"
+    )
+    ini = (
+        "[loggers]\nkeys=root,celeris\n[handlers]\nkeys=out\n[formatters]\nkeys=tagged\n"
+        "[logger_root]\nlevel=WARNING\nhandlers=\n"
+        "[logger_celeris]\nlevel=INFO\nhandlers=out\nqualname=celeris\npropagate=0\n"
+        "[handler_out]\nclass=StreamHandler\nformatter=tagged\nargs=(sys.stdout,)\n"
+        "[formatter_tagged]\nformat=TAG %(message)s\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], input=ini, cwd=ROOT, capture_output=True, text=True, timeout=20
+    )
+    assert result.stdout.splitlines() == ["PARSER configured", "FILE configured"], result.stderr
