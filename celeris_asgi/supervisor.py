@@ -133,7 +133,9 @@ class Supervisor:
         if not hasattr(os, "fork"):
             raise ConfigError("Several workers and --reload need os.fork (Linux, macOS, BSD).")
         if threading.current_thread() is not threading.main_thread():
-            raise ConfigError("Several workers or --reload need the main thread: the supervisor handles signals.")
+            raise ConfigError(
+                "Several workers or --reload need the main thread: the supervisor handles signals."
+            )
         config = self.config
         config.announce()
         if config.reload:
@@ -213,7 +215,9 @@ class Supervisor:
             try:
                 Path(self.config.pid_file).write_text(f"{self.pid}\n", encoding="ascii")
             except OSError as exc:
-                raise ConfigError(f"Cannot write --pid-file {self.config.pid_file!r}: {exc.strerror}.") from None
+                raise ConfigError(
+                    f"Cannot write --pid-file {self.config.pid_file!r}: {exc.strerror}."
+                ) from None
 
     def install_signals(self) -> dict[int, Any]:
         previous = {sig: signal.signal(sig, self.on_signal) for sig in MASTER_SIGNALS}
@@ -372,7 +376,9 @@ class Supervisor:
                 self.on_ready(worker, now)
             elif message == STOPPING:
                 if not worker.stopping:
-                    error_logger.info("%s received a stop signal and is shutting down", worker.name.capitalize())
+                    error_logger.info(
+                        "%s received a stop signal and is shutting down", worker.name.capitalize()
+                    )
                     worker.stopping = True
                     worker.stop_deadline = now + self.config.timeout_graceful_shutdown + KILL_MARGIN
             elif message in RETIRE_REASONS and worker.retire is None:
@@ -416,7 +422,9 @@ class Supervisor:
         if not batches or self.stopping:
             return
         paths = sorted({path for batch in batches for path in batch if path})
-        shown = ", ".join(repr(p) for p in paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
+        shown = ", ".join(repr(p) for p in paths[:5]) + (
+            f" and {len(paths) - 5} more" if len(paths) > 5 else ""
+        )
         error_logger.warning("Detected changes in %s; restarting the workers.", shown)
         self.notify_reloading()
         self.generation += 1

@@ -116,7 +116,9 @@ class WorkerMonitor:
             reason = self.retire_reason(now)
             if reason is not None:
                 self.retiring = True
-                error_logger.info("Asking the supervisor for a replacement: this worker %s.", RETIRE_REASONS[reason])
+                error_logger.info(
+                    "Asking the supervisor for a replacement: this worker %s.", RETIRE_REASONS[reason]
+                )
                 self.send(reason)
 
     def retire_reason(self, now: float) -> bytes | None:
