@@ -336,7 +336,7 @@ def test_access_log_default_format_has_status_and_milliseconds(serve, access_log
     server = serve(hello)
     httpx.get(server.url + "/x")
     wait_for(lambda: access_lines(access_log))
-    assert re.fullmatch(r'127\.0\.0\.1 - "GET /x HTTP/1\.1" 200 5 \d+ms', access_lines(access_log)[0])
+    assert re.fullmatch(r'127\.0\.0\.1:\d+ - "GET /x HTTP/1\.1" 200 5 \d+ms', access_lines(access_log)[0])
 
 
 def test_access_log_records_a_500_and_can_be_disabled(serve, access_log):
