@@ -494,9 +494,9 @@ def test_per_message_deflate_follows_the_setting(serve, deflate):
 
 
 def test_ws_max_queue_pauses_reading_while_the_app_lags(serve):
-    """With ws_max_queue=2 and an app that does not receive yet, the server stops reading: 6 MiB of
-    messages cannot all go out (small client send buffer; the server's receive window stops growing
-    once it stops reading), where an unbounded queue would take them all at once."""
+    """With ws_max_queue=2 and an app that does not receive yet, the server stops reading: 4 MiB of
+    messages cannot all go out (a small client send buffer; the server's receive window stops growing
+    once it stops reading: about 0.5 MiB goes out), where an unbounded queue takes them all at once."""
     go = threading.Event()
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -508,7 +508,7 @@ def test_ws_max_queue_pauses_reading_while_the_app_lags(serve):
         await echo_loop(receive, send)
 
     server = serve(app, ws_max_queue=2)
-    payloads = [os.urandom(256 * 1024) for _ in range(24)]
+    payloads = [os.urandom(64 * 1024) for _ in range(64)]
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
     with connect(server, sock=sock, compression=None, max_size=None) as ws:
