@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 import os
 import socket
 import ssl
@@ -18,14 +19,37 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from celeris_asgi.importer import ImportFromStringError, import_from_string
+from celeris_asgi.logging import DEFAULT_LOG_CONFIG, LogConfig, configure_logging, error_logger
+from celeris_asgi.systemd import Notifier, listen_fd
 
 if TYPE_CHECKING:
     from celeris_asgi.settings import ServerSettings
 
-LOOP_CHOICES = ("auto", "asyncio", "uvloop")
+LOOP_CHOICES = ("auto", "asyncio", "uvloop", "none")
 HTTP_CHOICES = ("auto", "h1", "h2")
 WS_CHOICES = ("auto", "none", "websockets")
 LIFESPAN_CHOICES = ("auto", "on", "off")
+INTERFACE_CHOICES = ("auto", "asgi3", "asgi2", "wsgi")
+# uvicorn's names for implementations celeris has one of: accepted, mapped to celeris's own, and said
+# once in the start-up log (Config.notes). Values are (celeris value, what the user is told).
+UVICORN_HTTP = {
+    name: (
+        "auto",
+        f"--http {name}: celeris has one HTTP/1.1 parser (httptools) and serves HTTP/2 on the "
+        "same port; serving as --http auto (use --http h1 for HTTP/1.1 only)",
+    )
+    for name in ("h11", "httptools", "zttp")
+}
+UVICORN_WS = {
+    name: (
+        "websockets",
+        f"--ws {name}: celeris has one WebSocket engine (websockets, sans-I/O); serving as --ws websockets",
+    )
+    for name in ("wsproto", "websockets-sansio")
+}
+UVICORN_LOOPS = {
+    "zuvloop": ("auto", "--loop zuvloop: not supported by celeris; serving as --loop auto (uvloop if installed)")
+}
 LOG_LEVELS = {
     "critical": logging.CRITICAL,
     "error": logging.ERROR,
@@ -34,7 +58,7 @@ LOG_LEVELS = {
     "debug": logging.DEBUG,
     "trace": 5,
 }
-DEFAULT_ACCESS_LOG_FORMAT = '%(h)s - "%(r)s" %(s)s %(b)s %(M)sms'
+DEFAULT_ACCESS_LOG_FORMAT = '%(client_addr)s - "%(r)s" %(s)s %(b)s %(M)sms'
 # TLS 1.2 suites allowed by RFC 9113 appendix A (no CBC, no RSA key exchange); TLS 1.3 is always on.
 DEFAULT_SSL_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20"
 
@@ -111,13 +135,14 @@ class Config:
         fd: int | None = None,
         loop: str = "auto",
         http: str = "auto",
+        http2: bool = False,
         ws: str = "auto",
         lifespan: str = "auto",
         root_path: str = "",
         proxy_headers: bool = True,
         forwarded_allow_ips: list[str] | str | None = None,
         timeout_keep_alive: float = 5,
-        timeout_graceful_shutdown: float = 30,
+        timeout_graceful_shutdown: float | None = 30,
         timeout_request_header: float = 10,
         timeout_request_body: float = 30,
         timeout_send: float = 30,
@@ -127,13 +152,14 @@ class Config:
         server_header: bool = True,
         date_header: bool = True,
         gc_tuning: bool = True,
-        log_level: str | int | None = "info",
-        log_config: str | dict[str, Any] | None = None,
+        log_level: str | int | None = None,
+        log_config: LogConfig = DEFAULT_LOG_CONFIG,
         access_log: bool = True,
         access_log_format: str = DEFAULT_ACCESS_LOG_FORMAT,
         use_colors: bool | None = None,
         env_file: str | None = None,
         factory: bool = False,
+        interface: str = "auto",
         app_dir: str | None = ".",
         limit_request_line: int = 8190,
         limit_request_headers: int = 100,
@@ -144,8 +170,10 @@ class Config:
         ssl_certfile: str | None = None,
         ssl_keyfile_password: str | None = None,
         ssl_ca_certs: str | None = None,
+        ssl_version: int = ssl.PROTOCOL_TLS_SERVER,
         ssl_cert_reqs: int = ssl.CERT_NONE,
-        ssl_ciphers: str = DEFAULT_SSL_CIPHERS,
+        ssl_ciphers: str | None = DEFAULT_SSL_CIPHERS,
+        ssl_context_factory: Callable[[Config, Callable[[], ssl.SSLContext]], ssl.SSLContext] | None = None,
         h2_max_concurrent_streams: int = 100,
         h2_initial_window_size: int = 1024 * 1024,
         h2_max_frame_size: int = 16384,
@@ -172,15 +200,20 @@ class Config:
         install_signal_handlers: bool = True,
         callback_notify: Callable[[], Any] | None = None,
         timeout_notify: float = 30,
+        h11_max_incomplete_event_size: int | None = None,
+        reset_contextvars: bool = False,
     ) -> None:
         self.app = app
         self.host = host
         self.port = port
         self.uds = uds
-        self.fd = fd
-        self.loop = loop
-        self.http = http
-        self.ws = ws
+        self.fd = listen_fd() if fd is None and uds is None else fd  # systemd socket activation
+        self.sd_notify = Notifier()
+        self.notes: list[str] = []  # uvicorn values mapped to celeris's own, said once at start-up
+        self.loop = self._from_uvicorn("--loop", loop, UVICORN_LOOPS)
+        self.http = self._from_uvicorn("--http", http, UVICORN_HTTP)
+        self.http2 = http2
+        self.ws = self._from_uvicorn("--ws", ws, UVICORN_WS)
         self.lifespan = lifespan
         self.root_path = root_path
         self.proxy_headers = proxy_headers
@@ -191,7 +224,8 @@ class Config:
             forwarded_allow_ips = [ip.strip() for ip in forwarded_allow_ips.split(",") if ip.strip()]
         self.forwarded_allow_ips: list[str] = list(forwarded_allow_ips)
         self.timeout_keep_alive = timeout_keep_alive
-        self.timeout_graceful_shutdown = timeout_graceful_shutdown
+        # uvicorn's None: wait for the requests however long they take.
+        self.timeout_graceful_shutdown = math.inf if timeout_graceful_shutdown is None else timeout_graceful_shutdown
         self.timeout_request_header = timeout_request_header
         self.timeout_request_body = timeout_request_body
         self.timeout_send = timeout_send
@@ -211,6 +245,7 @@ class Config:
         self.use_colors = use_colors
         self.env_file = env_file
         self.factory = factory
+        self.interface = interface
         self.app_dir = app_dir
         self.limit_request_line = limit_request_line
         self.limit_request_headers = limit_request_headers
@@ -221,8 +256,10 @@ class Config:
         self.ssl_certfile = ssl_certfile
         self.ssl_keyfile_password = ssl_keyfile_password
         self.ssl_ca_certs = ssl_ca_certs
+        self.ssl_version = ssl_version
         self.ssl_cert_reqs = ssl_cert_reqs
-        self.ssl_ciphers = ssl_ciphers
+        self.ssl_ciphers = DEFAULT_SSL_CIPHERS if ssl_ciphers is None else ssl_ciphers
+        self.ssl_context_factory = ssl_context_factory
         self.h2_max_concurrent_streams = h2_max_concurrent_streams
         self.h2_initial_window_size = h2_initial_window_size
         self.h2_max_frame_size = h2_max_frame_size
@@ -249,6 +286,8 @@ class Config:
         self.install_signal_handlers = install_signal_handlers
         self.callback_notify = callback_notify
         self.timeout_notify = timeout_notify
+        self.h11_max_incomplete_event_size = h11_max_incomplete_event_size
+        self.reset_contextvars = reset_contextvars
 
         self.loaded = False
         self.loaded_app: Any = None
@@ -257,17 +296,74 @@ class Config:
         if env_file is not None:
             load_env_file(env_file)
         self.validate()
+        self.note_uvicorn_only_settings()
+        configure_logging(self.log_config, self.log_level, self.access_log, self.use_colors)
+
+    def _from_uvicorn(self, flag: str, value: Any, mapping: dict[str, tuple[str, str]]) -> Any:
+        """uvicorn's value for a setting celeris does its own way: celeris's nearest one, with a note."""
+        if isinstance(value, str) and value in mapping:
+            value, note = mapping[value]
+            self.notes.append(note)
+        return value
+
+    def note_uvicorn_only_settings(self) -> None:
+        """uvicorn settings celeris accepts without an equivalent: say what happens instead."""
+        if self.http2:
+            self.notes.append("--http2: HTTP/2 is always on in celeris (h2c and ALPN h2); nothing to enable")
+        if self.h11_max_incomplete_event_size is not None:
+            self.notes.append(
+                "--h11-max-incomplete-event-size: ignored; celeris bounds request heads with "
+                "--limit-request-line, --limit-request-header-size and --limit-request-headers"
+            )
+        if self.reset_contextvars:
+            self.notes.append(
+                "--reset-contextvars: celeris always runs each request in its own copy of the server's "
+                "context, so context set in the lifespan never reaches requests"
+            )
+        if self.ssl_version == ssl.PROTOCOL_TLSv1_2:
+            self.notes.append("--ssl-version 5 (TLS 1.2): serving TLS 1.2 only, without TLS 1.3")
+
+    def announce(self) -> None:
+        """Log the uvicorn values mapped to celeris's own, once per process tree (forked workers inherit
+        the emptied list)."""
+        for note in self.notes:
+            error_logger.info("%s.", note)
+        self.notes = []
 
     def validate(self) -> None:
         """Check every value up front, so a typo fails before anything binds or forks."""
+        if not isinstance(self.http, str):
+            raise ConfigError(
+                "http= takes a name (auto, h1, h2, or uvicorn's h11/httptools); celeris cannot use a protocol class."
+            )
+        if not isinstance(self.ws, str):
+            raise ConfigError("ws= takes a name (auto, none, websockets); celeris cannot use a protocol class.")
         for name, value, choices in (
             ("--loop", self.loop, LOOP_CHOICES),
             ("--http", self.http, HTTP_CHOICES),
             ("--ws", self.ws, WS_CHOICES),
             ("--lifespan", self.lifespan, LIFESPAN_CHOICES),
+            ("--interface", self.interface, INTERFACE_CHOICES),
         ):
-            if value not in choices:
-                raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}.")
+            if value in choices or (name == "--loop" and ":" in str(value)):
+                continue  # --loop also takes a "module:factory" import string, as in uvicorn
+            raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}.")
+        if self.interface == "wsgi":
+            raise ConfigError(
+                "--interface wsgi: celeris serves ASGI apps only; wrap the WSGI app with "
+                "a2wsgi.WSGIMiddleware (pip install a2wsgi) and serve that, or use gunicorn."
+            )
+        if self.http2 and self.http == "h1":
+            raise ConfigError("--http2 and --http h1 contradict each other; drop one of them.")
+        if self.ssl_version not in (ssl.PROTOCOL_TLS, ssl.PROTOCOL_TLS_SERVER, ssl.PROTOCOL_TLSv1_2):
+            raise ConfigError(
+                f"--ssl-version {int(self.ssl_version)}: celeris serves TLS 1.2 and 1.3 only; drop --ssl-version "
+                f"(or give {int(ssl.PROTOCOL_TLSv1_2)} for TLS 1.2 only)."
+            )
+        if self.ssl_cert_reqs not in (ssl.CERT_NONE, ssl.CERT_OPTIONAL, ssl.CERT_REQUIRED):
+            raise ConfigError(
+                f"--ssl-cert-reqs must be 0 (none), 1 (optional) or 2 (required); got {self.ssl_cert_reqs}."
+            )
         if self.ws == "websockets":
             check_websockets_available()
         if isinstance(self.log_level, str) and self.log_level.lower() not in LOG_LEVELS:
@@ -326,13 +422,6 @@ class Config:
             raise ConfigError(f"--forwarded-allow-ips: {exc}") from None
 
     @property
-    def log_level_number(self) -> int:
-        """The numeric logging level, whether the setting was given as a name or a number."""
-        if isinstance(self.log_level, int):
-            return self.log_level
-        return LOG_LEVELS[(self.log_level or "info").lower()]
-
-    @property
     def is_ssl(self) -> bool:
         return bool(self.ssl_certfile)
 
@@ -349,11 +438,13 @@ class Config:
             app_dir = os.path.abspath(self.app_dir)
             if app_dir not in sys.path:
                 sys.path.insert(0, app_dir)
-        self.ssl = self.create_ssl_context() if self.is_ssl else None
+        if self.is_ssl:
+            factory = self.ssl_context_factory
+            self.ssl = factory(self, self.create_ssl_context) if factory else self.create_ssl_context()
         try:
             app = import_from_string(self.app)
         except ImportFromStringError as exc:
-            raise ConfigError(str(exc)) from None
+            raise ConfigError(str(exc)) from exc.__cause__  # the app's own traceback, shown at debug
         if self.factory:
             if not callable(app):
                 raise ConfigError(f"--factory given, but {self.app!r} is not callable.")
@@ -365,6 +456,8 @@ class Config:
             raise ConfigError(f"{self.app!r} looks like an app factory; pass --factory to call it.")
         if not callable(app):
             raise ConfigError(f"{self.app!r} is not an ASGI application (not callable).")
+        if self.interface == "asgi2" or (self.interface == "auto" and is_asgi2(app)):
+            app = ASGI2App(app)
         if self.proxy_headers:
             # Applied by the protocols, per trusted connection: no middleware layer on every request.
             from celeris_asgi.middleware.proxy_headers import ProxyHeaders
@@ -380,7 +473,16 @@ class Config:
         """A server context with TLS >= 1.2, ALPN h2/http1.1 (per --http) and the h2-safe cipher list."""
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if self.ssl_version == ssl.PROTOCOL_TLSv1_2:
+            context.maximum_version = ssl.TLSVersion.TLSv1_2
         context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
+        for flag, path in (
+            ("--ssl-certfile (the certificate)", self.ssl_certfile),
+            ("--ssl-keyfile (the private key)", self.ssl_keyfile),
+            ("--ssl-ca-certs (the CA certificates)", self.ssl_ca_certs),
+        ):
+            if path and not os.path.isfile(path):
+                raise ConfigError(f"{flag} {str(path)!r} does not exist or is not a file.")
         try:
             context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile, self.ssl_keyfile_password)
         except (OSError, ssl.SSLError) as exc:
@@ -434,6 +536,41 @@ class Config:
             raise ConfigError(f"Cannot bind to {self.host}:{self.port}: {exc.strerror}.") from None
         sock.setblocking(False)
         return sock
+
+
+class ASGI2App:
+    """Serves an ASGI2 (double-callable) app as ASGI3: `app(scope)` gives the instance to await."""
+
+    __slots__ = ("app",)
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope)(receive, send)
+
+
+def is_asgi2(app: Any) -> bool:
+    """uvicorn's rule (a class without __await__, or a callable that is not a coroutine function),
+    narrowed to callables that take the scope alone, so sync wrappers of ASGI3 apps stay ASGI3."""
+    if inspect.isclass(app):
+        if hasattr(app, "__await__"):
+            return False
+    elif inspect.iscoroutinefunction(app) or inspect.iscoroutinefunction(type(app).__call__):
+        return False
+    try:
+        signature = inspect.signature(app)
+    except (TypeError, ValueError):
+        return False
+    return _binds(signature, 1) and not _binds(signature, 3)
+
+
+def _binds(signature: inspect.Signature, count: int) -> bool:
+    try:
+        signature.bind(*range(count))
+    except TypeError:
+        return False
+    return True
 
 
 def _as_list(value: list[str] | str | None) -> list[str]:

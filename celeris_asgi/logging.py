@@ -6,14 +6,20 @@ default format costs a handful of lookups per request, and a disabled access log
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import logging.config
 import os
+import sys
 import time
-from typing import Any
+from configparser import RawConfigParser
+from typing import IO, Any, Union
 
 TRACE = 5
+# What uvicorn's log_config takes: a dictConfig dict, a .json/.yaml/.ini path, a RawConfigParser or an
+# open .ini file; None leaves logging alone.
+LogConfig = Union[str, "os.PathLike[str]", dict[str, Any], RawConfigParser, IO[str], None]
 logging.addLevelName(TRACE, "TRACE")
 
 error_logger = logging.getLogger("celeris.error")
@@ -23,8 +29,8 @@ DEFAULT_LOG_CONFIG: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "default": {"format": "%(levelname)s:     %(message)s"},
-        "access": {"format": "%(levelname)s:     %(message)s"},
+        "default": {"()": "celeris_asgi.logging.LevelPrefixFormatter", "fmt": "%(levelprefix)s %(message)s"},
+        "access": {"()": "celeris_asgi.logging.LevelPrefixFormatter", "fmt": "%(levelprefix)s %(message)s"},
     },
     "handlers": {
         "default": {"class": "logging.StreamHandler", "formatter": "default", "stream": "ext://sys.stderr"},
@@ -38,33 +44,78 @@ DEFAULT_LOG_CONFIG: dict[str, Any] = {
 }
 
 
-def configure_logging(log_config: str | dict[str, Any] | None, log_level: int, access_log: bool) -> None:
-    """Apply the default config or the user's (.json, .yaml/.yml, or an .ini fileConfig)."""
+class LevelPrefixFormatter(logging.Formatter):
+    """uvicorn's `INFO:     message` layout; the level in colour when `use_colors` (None: stderr is a tty)."""
+
+    COLOURS = {
+        TRACE: "34",
+        logging.DEBUG: "36",
+        logging.INFO: "32",
+        logging.WARNING: "33",
+        logging.ERROR: "31",
+        logging.CRITICAL: "1;31",
+    }
+
+    def __init__(self, fmt: str | None = None, datefmt: str | None = None, use_colors: bool | None = None) -> None:
+        super().__init__(fmt, datefmt)
+        self.use_colors = sys.stderr.isatty() if use_colors is None else use_colors
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        name = record.levelname
+        padding = " " * max(0, 8 - len(name))
+        if self.use_colors:
+            name = f"\x1b[{self.COLOURS.get(record.levelno, '0')}m{name}\x1b[0m"
+        record.__dict__["levelprefix"] = f"{name}:{padding}"
+        return super().formatMessage(record)
+
+
+def configure_logging(
+    log_config: LogConfig,
+    log_level: str | int | None,
+    access_log: bool,
+    use_colors: bool | None = None,
+) -> None:
+    """Apply the default config or the user's (.json, .yaml/.yml, or an .ini fileConfig), as uvicorn's
+    Config does; None leaves the logging set-up to the embedding program and only sets the levels."""
+    if log_config is DEFAULT_LOG_CONFIG and use_colors is not None:
+        log_config = copy.deepcopy(DEFAULT_LOG_CONFIG)
+        for formatter in log_config["formatters"].values():
+            formatter["use_colors"] = use_colors
     if isinstance(log_config, dict):
         logging.config.dictConfig(log_config)
-    elif isinstance(log_config, str):
-        if not os.path.exists(log_config):
-            raise ValueError(f"--log-config file {log_config!r} does not exist.")
-        if log_config.endswith(".json"):
-            with open(log_config, encoding="utf-8") as file:
-                logging.config.dictConfig(json.load(file))
-        elif log_config.endswith((".yaml", ".yml")):
-            import yaml
-
-            with open(log_config, encoding="utf-8") as file:
-                logging.config.dictConfig(yaml.safe_load(file))
-        else:
-            logging.config.fileConfig(log_config, disable_existing_loggers=False)
-    else:
-        logging.config.dictConfig(DEFAULT_LOG_CONFIG)
-    logging.getLogger("celeris").setLevel(log_level)
-    logging.getLogger("celeris.error").setLevel(log_level)
+    elif isinstance(log_config, (str, os.PathLike)):
+        apply_log_config_file(os.fspath(log_config))
+    elif log_config is not None:  # uvicorn also takes a RawConfigParser or an open .ini file
+        logging.config.fileConfig(log_config, disable_existing_loggers=False)
+    if log_level is not None:
+        level = logging.getLevelName(log_level.upper()) if isinstance(log_level, str) else log_level
+        logging.getLogger("celeris").setLevel(level)
+        logging.getLogger("celeris.error").setLevel(level)
     if not access_log:
         access_logger.handlers = []
         access_logger.propagate = False
         access_logger.disabled = True
     else:
         access_logger.disabled = False
+
+
+def apply_log_config_file(path: str) -> None:
+    """Apply a .json, .yaml/.yml or .ini logging file; any failure is one ValueError naming the file."""
+    if not os.path.exists(path):
+        raise ValueError(f"--log-config file {path!r} does not exist.")
+    try:
+        if path.endswith(".json"):
+            with open(path, encoding="utf-8") as file:
+                logging.config.dictConfig(json.load(file))
+        elif path.endswith((".yaml", ".yml")):
+            import yaml
+
+            with open(path, encoding="utf-8") as file:
+                logging.config.dictConfig(yaml.safe_load(file))
+        else:
+            logging.config.fileConfig(path, disable_existing_loggers=False)
+    except Exception as exc:  # json, yaml, configparser and logging each raise their own kinds
+        raise ValueError(f"--log-config file {path!r} cannot be applied: {type(exc).__name__}: {exc}") from None
 
 
 def reopen_log_files() -> None:
@@ -134,11 +185,14 @@ class _Atoms(dict):  # type: ignore[type-arg]
         if key == "h":
             client = scope.get("client")
             return client[0] if client else "-"
+        if key == "client_addr":  # uvicorn's atom: host:port
+            client = scope.get("client")
+            return f"{client[0]}:{client[1]}" if client else "-"
         if key in ("l", "u"):
             return "-"
         if key == "t":
             return time.strftime("[%d/%b/%Y:%H:%M:%S %z]")
-        if key == "r":
+        if key in ("r", "request_line"):
             query = scope["query_string"]
             path = scope["raw_path"].decode("latin-1") if scope.get("raw_path") else scope["path"]
             if query:
@@ -152,7 +206,7 @@ class _Atoms(dict):  # type: ignore[type-arg]
             return scope["query_string"].decode("latin-1")
         if key == "H":
             return f"HTTP/{scope['http_version']}"
-        if key == "s":
+        if key in ("s", "status_code"):
             return self.status
         if key == "B":
             return self.body_bytes

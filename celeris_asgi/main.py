@@ -1,17 +1,19 @@
 """`run()`: the embedding entry point, shared by the command line.
 
 Turns a Config into a running server (one process) or a supervisor (several workers or reload),
-and every start-up failure into one logged line and an exit code instead of a traceback.
+and every start-up failure into one logged line and an exit code instead of a traceback (the
+traceback of an app that fails to import is added at --log-level debug).
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Any
 
 from celeris_asgi.config import Config, ConfigError
 from celeris_asgi.lifespan import LifespanFailed
-from celeris_asgi.logging import configure_logging, error_logger
+from celeris_asgi.logging import error_logger
 from celeris_asgi.server import Server
 
 EXIT_OK = 0
@@ -20,11 +22,12 @@ EXIT_STARTUP_FAILED = 3
 
 
 def startup_failure_code(exc: ConfigError | LifespanFailed) -> int:
-    """Log a start-up failure as one line (never a traceback) and return its exit code."""
+    """Log a start-up failure as one line (a traceback only at debug) and return its exit code."""
     if isinstance(exc, LifespanFailed):
         error_logger.error("Application startup failed: %s", exc)
         return EXIT_STARTUP_FAILED
-    error_logger.error("%s", exc)
+    cause = exc.__cause__ if error_logger.isEnabledFor(logging.DEBUG) else None
+    error_logger.error("%s", exc, exc_info=cause)
     return EXIT_CONFIG
 
 
@@ -48,11 +51,13 @@ def serve_config(config: Config) -> int:
 
 
 def run(app: Any, **settings: Any) -> None:
-    """Serve `app` (an ASGI app or a "module:attr" string) with the given settings; exits on failure."""
+    """Serve `app` (an ASGI app or a "module:attr" string) with the given settings; exits on failure.
+
+    Takes uvicorn.run()'s keywords (http="httptools", interface="asgi2", ws="wsproto", use_colors=...).
+    """
     try:
         config = Config(app, **settings)
-        configure_logging(config.log_config, config.log_level_number, config.access_log)
-    except (ConfigError, ValueError) as exc:
+    except (ValueError, TypeError) as exc:  # a bad value, a log_config that fails, an unknown keyword
         print(f"celeris: error: {exc}", file=sys.stderr)
         sys.exit(EXIT_CONFIG)
     code = serve_config(config)

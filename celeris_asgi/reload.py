@@ -29,7 +29,9 @@ def check_available() -> None:
     try:
         import watchfiles  # noqa: F401
     except ImportError:
-        raise ConfigError("--reload needs the watchfiles package: pip install 'celeris-asgi[reload]'") from None
+        raise ConfigError(
+            "--reload needs the watchfiles package: pip install 'celeris-asgi[reload]'"
+        ) from None
 
 
 def watch_dirs(config: Config) -> list[Path]:
@@ -49,7 +51,9 @@ class ReloadFilter:
     takes it off the exclude list.
     """
 
-    def __init__(self, roots: Sequence[Path], includes: Sequence[str] = (), excludes: Sequence[str] = ()) -> None:
+    def __init__(
+        self, roots: Sequence[Path], includes: Sequence[str] = (), excludes: Sequence[str] = ()
+    ) -> None:
         self.roots = [PurePath(root) for root in roots]
         self.includes = [*DEFAULT_INCLUDES, *includes]
         self.excludes = [p for p in DEFAULT_EXCLUDES if p not in includes] + list(excludes)

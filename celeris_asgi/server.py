@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from celeris_asgi.config import Config
+from celeris_asgi.config import Config, ConfigError
 from celeris_asgi.headers import DefaultHeaders
 from celeris_asgi.lifespan import Lifespan
 from celeris_asgi.logging import error_logger, reopen_log_files
@@ -25,14 +25,27 @@ TICK = 0.1  # seconds between clock ticks: should_exit polling, Date refresh, ti
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def new_event_loop(loop_setting: str) -> Callable[[], asyncio.AbstractEventLoop]:
-    """The loop factory for --loop: uvloop when asked or when "auto" finds it installed."""
+def new_event_loop(loop_setting: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The loop factory for --loop: uvloop when asked or when "auto" finds it installed; "none" leaves
+    it to asyncio's policy (as uvicorn does); "module:factory" is imported."""
+    if loop_setting == "none":
+        return None
+    if ":" in loop_setting:
+        from celeris_asgi.importer import ImportFromStringError, import_from_string
+
+        try:
+            factory: Callable[[], asyncio.AbstractEventLoop] = import_from_string(loop_setting)
+        except ImportFromStringError as exc:
+            raise ConfigError(f"--loop: {exc}") from None
+        return factory
     if loop_setting in ("auto", "uvloop"):
         try:
             import uvloop
         except ImportError:
             if loop_setting == "uvloop":
-                raise
+                raise ConfigError(
+                    "--loop uvloop: uvloop is not installed (pip install uvloop, or --loop auto)."
+                ) from None
         else:
             return uvloop.new_event_loop
     return asyncio.new_event_loop
@@ -86,11 +99,13 @@ class Server:
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         """Start up, serve until told to stop, then shut down gracefully."""
         config = self.config
+        config.announce()
         config.load()
         bound = sockets is None
         if sockets is None:
             # Before the app's startup: a port in use fails at once, in one line, with no side effects.
             sockets = [config.bind_socket()]
+        error_logger.info("Started server process [%d]", os.getpid())
         lifespan = Lifespan(config.loaded_app, config.lifespan, self.state.app_state)
         with self.capture_signals():
             try:
@@ -105,8 +120,10 @@ class Server:
             try:
                 await self.main_loop()
             finally:
+                config.sd_notify("STOPPING=1")
                 await self.shutdown()
                 await lifespan.shutdown()
+        error_logger.info("Finished server process [%d]", os.getpid())
 
     async def startup(self, sockets: list[socket.socket] | None) -> None:
         config = self.config
@@ -127,15 +144,17 @@ class Server:
         self.started_at = time.monotonic()
         for sock in sockets:
             self.log_listening(sock)
+        config.sd_notify("READY=1", f"STATUS=Serving on {', '.join(map(self.describe, sockets))}")
 
-    def log_listening(self, sock: socket.socket) -> None:
-        scheme = "https" if self.config.ssl else "http"
+    def describe(self, sock: socket.socket) -> str:
         if sock.family == socket.AF_UNIX:
-            error_logger.info("Celeris running on unix socket %s (Press CTRL+C to quit)", sock.getsockname())
-            return
+            return f"unix socket {sock.getsockname()}"
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
-        error_logger.info("Celeris running on %s://%s:%d (Press CTRL+C to quit)", scheme, shown, port)
+        return f"{'https' if self.config.ssl else 'http'}://{shown}:{port}"
+
+    def log_listening(self, sock: socket.socket) -> None:
+        error_logger.info("Celeris running on %s (Press CTRL+C to quit)", self.describe(sock))
 
     async def main_loop(self) -> None:
         state = self.state

@@ -124,6 +124,7 @@ class Supervisor:
         self.failures = 0
         self.next_spawn = 0.0
         self.logs_reopened = -1.0  # monotonic time of the last SIGUSR1
+        self.systemd_ready = False  # READY=1 sent for the current generation (sd_notify)
 
     # ----- life of the master -------------------------------------------------------------
 
@@ -132,8 +133,11 @@ class Supervisor:
         if not hasattr(os, "fork"):
             raise ConfigError("Several workers and --reload need os.fork (Linux, macOS, BSD).")
         if threading.current_thread() is not threading.main_thread():
-            raise ConfigError("Several workers or --reload need the main thread: the supervisor handles signals.")
+            raise ConfigError(
+                "Several workers or --reload need the main thread: the supervisor handles signals."
+            )
         config = self.config
+        config.announce()
         if config.reload:
             from celeris_asgi import reload
 
@@ -172,6 +176,8 @@ class Supervisor:
             config.reuse_port = False
         if not config.reuse_port:
             self.sockets = [config.bind_socket()]
+            if self.sockets[0].family != socket.AF_UNIX and config.fd is None:
+                config.port = self.sockets[0].getsockname()[1]  # --port 0: the port picked, for logs and sd_notify
             return
         # Each worker binds its own SO_REUSEPORT socket. The master only holds the port (bound,
         # never listening, so the kernel hands it no connections) and learns the port for --port 0.
@@ -209,7 +215,9 @@ class Supervisor:
             try:
                 Path(self.config.pid_file).write_text(f"{self.pid}\n", encoding="ascii")
             except OSError as exc:
-                raise ConfigError(f"Cannot write --pid-file {self.config.pid_file!r}: {exc.strerror}.") from None
+                raise ConfigError(
+                    f"Cannot write --pid-file {self.config.pid_file!r}: {exc.strerror}."
+                ) from None
 
     def install_signals(self) -> dict[int, Any]:
         previous = {sig: signal.signal(sig, self.on_signal) for sig in MASTER_SIGNALS}
@@ -368,7 +376,9 @@ class Supervisor:
                 self.on_ready(worker, now)
             elif message == STOPPING:
                 if not worker.stopping:
-                    error_logger.info("%s received a stop signal and is shutting down", worker.name.capitalize())
+                    error_logger.info(
+                        "%s received a stop signal and is shutting down", worker.name.capitalize()
+                    )
                     worker.stopping = True
                     worker.stop_deadline = now + self.config.timeout_graceful_shutdown + KILL_MARGIN
             elif message in RETIRE_REASONS and worker.retire is None:
@@ -386,6 +396,19 @@ class Supervisor:
         worker.replaces = None
         if old is not None:
             self.stop_worker(old, f"replaced by {worker.name}")
+        self.notify_ready()
+
+    def notify_ready(self) -> None:
+        """sd_notify READY=1 once workers serve and none runs outdated code (at start and after a reload)."""
+        serving = [w for w in self.workers.values() if w.ready and not w.stopping]
+        if self.systemd_ready or not serving or any(w.generation < self.generation for w in serving):
+            return
+        self.systemd_ready = True
+        self.config.sd_notify("READY=1", f"STATUS={plural(len(serving))} serving on {self.describe_listeners()}")
+
+    def notify_reloading(self) -> None:
+        self.systemd_ready = False
+        self.config.sd_notify.reloading()
 
     def on_watcher(self) -> None:
         assert self.watcher is not None and self.selector is not None
@@ -399,8 +422,11 @@ class Supervisor:
         if not batches or self.stopping:
             return
         paths = sorted({path for batch in batches for path in batch if path})
-        shown = ", ".join(repr(p) for p in paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
+        shown = ", ".join(repr(p) for p in paths[:5]) + (
+            f" and {len(paths) - 5} more" if len(paths) > 5 else ""
+        )
         error_logger.warning("Detected changes in %s; restarting the workers.", shown)
+        self.notify_reloading()
         self.generation += 1
         self.paused = False
         self.failures = 0
@@ -423,6 +449,7 @@ class Supervisor:
                 continue
             elif sig == signal.SIGHUP:
                 error_logger.info("Received SIGHUP: restarting the workers one at a time.")
+                self.notify_reloading()
                 self.generation += 1
                 self.paused = False
             elif sig == signal.SIGTTIN:
@@ -446,6 +473,7 @@ class Supervisor:
         if self.stopping:
             return
         error_logger.info("Shutting down (%s): stopping %s.", reason, plural(len(self.workers)))
+        self.config.sd_notify("STOPPING=1")
         self.stopping = True
         for worker in list(self.workers.values()):
             self.stop_worker(worker, "shutdown")
@@ -489,6 +517,7 @@ class Supervisor:
             error_logger.error("Restart abandoned: the running workers keep serving the previous code.")
             for other in self.workers.values():
                 other.generation = self.generation
+            self.notify_ready()
             return
         serving = any(w.ready and not w.stopping for w in self.workers.values())
         if serving:

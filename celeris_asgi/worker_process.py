@@ -28,7 +28,7 @@ import time
 
 from celeris_asgi.config import Config, ConfigError
 from celeris_asgi.lifespan import LifespanFailed
-from celeris_asgi.logging import error_logger, reopen_log_files
+from celeris_asgi.logging import DEFAULT_LOG_CONFIG, access_logger, error_logger, reopen_log_files
 from celeris_asgi.main import EXIT_CONFIG, EXIT_OK, startup_failure_code
 from celeris_asgi.server import Server, new_event_loop
 
@@ -116,7 +116,9 @@ class WorkerMonitor:
             reason = self.retire_reason(now)
             if reason is not None:
                 self.retiring = True
-                error_logger.info("Asking the supervisor for a replacement: this worker %s.", RETIRE_REASONS[reason])
+                error_logger.info(
+                    "Asking the supervisor for a replacement: this worker %s.", RETIRE_REASONS[reason]
+                )
                 self.send(reason)
 
     def retire_reason(self, now: float) -> bytes | None:
@@ -179,8 +181,9 @@ def reset_signals() -> None:
 def run_worker(config: Config, sockets: list[socket.socket], pipe_fd: int, ppid: int) -> int:
     """Serve in this (forked) worker until told to stop; return the process exit code."""
     pid = os.getpid()
-    if config.log_config is None:
+    if config.log_config is DEFAULT_LOG_CONFIG:
         error_logger.addFilter(PidPrefix(pid))
+        access_logger.addFilter(PidPrefix(pid))
     config.install_signal_handlers = False  # ours, below: they also tell the master
     config.uds = None  # the master owns the unix socket file; a recycled worker must not remove it
     os.set_blocking(pipe_fd, False)

@@ -66,6 +66,8 @@ class CelerisWorker(Worker):
             "forwarded_allow_ips": cfg.forwarded_allow_ips,
             "access_log": bool(cfg.accesslog),
             "access_log_format": cfg.access_log_format,
+            "log_config": None,  # gunicorn's logging, routed in route_logs()
+            "log_level": None,
             "install_signal_handlers": False,  # ours, in serve()
             "callback_notify": self.tick,
             "timeout_notify": 0,  # tick on every server tick; tick() paces gunicorn's heartbeat

@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from typing import Any
+
+
+async def until_set(event: threading.Event) -> None:
+    """Hold an app (on the server's loop) until the test thread sets `event`.
+
+    Polls instead of waiting in an executor thread: a cancelled app must not leave a thread blocked
+    in event.wait() for the server's shutdown to join.
+    """
+    while not event.is_set():
+        await asyncio.sleep(0.005)
 
 
 async def hello(scope: dict[str, Any], receive: Any, send: Any) -> None:

@@ -47,6 +47,7 @@ def running_server(app: Any, **settings: Any) -> Iterator[RunningServer]:
     """Start a Server for `app` on a free port in a thread; stop it (gracefully) afterwards."""
     settings.setdefault("log_level", "warning")
     settings.setdefault("lifespan", "auto")
+    settings.setdefault("log_config", None)  # leave logging to pytest (caplog)
     config = Config(app, host="127.0.0.1", port=0, install_signal_handlers=False, **settings)
     config.load()
     sock = config.bind_socket()

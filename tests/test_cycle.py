@@ -40,7 +40,7 @@ async def _unused_app(scope: Any, receive: Any, send: Any) -> None:
 
 
 def make_settings(**overrides: Any) -> ServerSettings:
-    config = Config(_unused_app, access_log=False, **overrides)
+    config = Config(_unused_app, access_log=False, log_config=None, **overrides)
     config.loaded_app = _unused_app
     return ServerSettings.from_config(config)
 

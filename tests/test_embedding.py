@@ -72,7 +72,7 @@ def test_run_with_a_bad_setting_exits_non_zero_with_one_line():
     )
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == [
-        "celeris: error: --loop must be one of auto, asyncio, uvloop; got 'tornado'."
+        "celeris: error: --loop must be one of auto, asyncio, uvloop, none; got 'tornado'."
     ]
 
 

@@ -32,6 +32,21 @@ def http2_ready() -> bool:
     return True
 
 
+# PID_APP, telling the test when a /slow request has reached the app (it is then in flight).
+SLOW_MARKING_APP = (
+    PID_APP
+    + """
+_pid_app = app
+
+
+async def app(scope, receive, send):
+    if scope["type"] == "http" and scope["path"] == "/slow":
+        print("pidapp: /slow started", flush=True)
+    await _pid_app(scope, receive, send)
+"""
+)
+
+
 @contextlib.contextmanager
 def gunicorn(app_dir: Path, *args: str) -> Iterator[tuple[subprocess.Popen[bytes], LogTail, int]]:
     proc = subprocess.Popen(
@@ -66,14 +81,12 @@ def gunicorn(app_dir: Path, *args: str) -> Iterator[tuple[subprocess.Popen[bytes
 
 @pytest.fixture
 def app_dir(tmp_path: Path) -> Path:
-    (tmp_path / "pidapp.py").write_text(PID_APP)
+    (tmp_path / "pidapp.py").write_text(SLOW_MARKING_APP)
     return tmp_path
 
 
 @pytest.mark.timeout(20)
-def test_gunicorn_worker_serves_http1_and_h2c_with_gunicorns_access_log(
-    app_dir: Path, tmp_path: Path
-) -> None:
+def test_gunicorn_worker_serves_http1_and_h2c_with_gunicorns_access_log(app_dir: Path, tmp_path: Path) -> None:
     access = tmp_path / "access.log"
     with gunicorn(
         app_dir,
@@ -102,9 +115,7 @@ def test_gunicorn_worker_serves_http1_and_h2c_with_gunicorns_access_log(
 
 
 @pytest.mark.timeout(25)
-def test_gunicorn_signals_term_is_graceful_hup_replaces_usr1_reopens_logs(
-    app_dir: Path, tmp_path: Path
-) -> None:
+def test_gunicorn_signals_term_is_graceful_hup_replaces_usr1_reopens_logs(app_dir: Path, tmp_path: Path) -> None:
     access = tmp_path / "access.log"
     with gunicorn(app_dir, "--workers", "2", "--access-logfile", str(access)) as (proc, tail, port):
         tail.wait_for(r"running on http://127\.0\.0\.1", count=2)
@@ -122,7 +133,8 @@ def test_gunicorn_signals_term_is_graceful_hup_replaces_usr1_reopens_logs(
         try:
             proc.send_signal(signal.SIGHUP)
             tail.wait_for(r"running on http://127\.0\.0\.1", count=4)
-            time.sleep(0.8)  # the old workers drain and exit
+            for pid in old:  # gunicorn logs this once the worker's server has shut down
+                tail.wait_for(rf"Worker exiting \(pid: {pid}\)")
             load.wait_requests(30)
         finally:
             load.stop()
@@ -133,7 +145,7 @@ def test_gunicorn_signals_term_is_graceful_hup_replaces_usr1_reopens_logs(
         result: list[tuple[int, str]] = []
         slow = threading.Thread(target=lambda: result.append(fetch(port, "/slow")))
         slow.start()
-        time.sleep(0.3)
+        tail.wait_for(r"pidapp: /slow started")
         proc.send_signal(signal.SIGTERM)
         slow.join(5)
         assert result and result[0][0] == 200

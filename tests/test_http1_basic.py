@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
+import threading
 
 import httpx
 import pytest
 
-from tests.apps import echo, hello, scope_json
+from tests.apps import echo, hello, scope_json, until_set
 from tests.conftest import raw_exchange, response_status
+from tests.rawhttp import connect, read_until_close
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -54,9 +55,7 @@ def test_post_body_is_echoed_with_content_length_and_chunked(serve):
 
 def test_rfc9112_9_3_2_pipelined_responses_arrive_in_request_order(serve):
     server = serve(echo)
-    requests = b"".join(
-        b"POST /%d HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\n%d" % (i, i) for i in range(5)
-    )
+    requests = b"".join(b"POST /%d HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\n%d" % (i, i) for i in range(5))
     raw = raw_exchange(server.port, requests + b"GET /end HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
     bodies = [part.rsplit(b"\r\n\r\n", 1)[-1][:1] for part in raw.split(b"HTTP/1.1 200 OK")[1:6]]
     assert bodies == [b"0", b"1", b"2", b"3", b"4"]
@@ -75,11 +74,15 @@ def test_rfc9112_9_3_2_a_long_pipeline_to_an_app_that_waits_is_answered_in_full(
     queued request starts on its own (never nested inside the previous app's send, which would
     recurse 300 deep), all answered, in order."""
 
+    all_sent = threading.Event()
+
     async def waits_then_answers(scope, receive, send):
         if scope["type"] != "http":
             return
         if scope["path"] == "/0":
-            await asyncio.sleep(0.2)  # the rest of the pipeline queues up behind this one
+            # The whole pipeline is in the server's socket buffer once sendall() returned (loopback),
+            # and the loop reads it before this poll wakes: the rest queues up behind this one.
+            await until_set(all_sent)
         body = scope["path"].encode()
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(body))]})
         await send({"type": "http.response.body", "body": body})
@@ -87,6 +90,10 @@ def test_rfc9112_9_3_2_a_long_pipeline_to_an_app_that_waits_is_answered_in_full(
     server = serve(waits_then_answers)
     count = 300
     requests = b"".join(b"GET /%d HTTP/1.1\r\nHost: a\r\n\r\n" % i for i in range(count))
-    raw = raw_exchange(server.port, requests + b"GET /end HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", timeout=10)
+    with connect(server.port, timeout=10) as sock:
+        sock.sendall(requests + b"GET /end HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        all_sent.set()
+        raw, closed = read_until_close(sock, timeout=10)
+    assert closed
     bodies = [part.rsplit(b"\r\n\r\n", 1)[-1] for part in raw.split(b"HTTP/1.1 200 OK")[1:]]
     assert bodies == [b"/%d" % i for i in range(count)] + [b"/end"]

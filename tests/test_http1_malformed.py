@@ -10,11 +10,11 @@ answer: a 400 in HTTP/1.1 syntax would be noise to whatever protocol the peer sp
 from __future__ import annotations
 
 import socket
-import time
 from typing import Any
 
 import pytest
 
+from tests.conftest import wait_for
 from tests.rawhttp import exchange, parse_responses, read_until_close
 
 pytestmark = pytest.mark.timeout(15)
@@ -197,16 +197,12 @@ def test_malformed_chunk_after_the_app_started_disconnects_it_and_answers_400(se
     server = serve(app)
     with socket.create_connection(("127.0.0.1", server.port), timeout=3) as sock:
         sock.sendall(post(CHUNKED, body=b"3\r\nabc\r\n"))
-        deadline = time.monotonic() + 3
-        while not seen and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_for(lambda: seen)
         sock.sendall(b"zz\r\n" + FOLLOWER)
         raw, closed = read_until_close(sock)
     assert closed
     assert [r.status for r in parse_responses(raw)[0]] == [400]
-    deadline = time.monotonic() + 3
-    while seen[-1]["type"] != "http.disconnect" and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: seen[-1]["type"] == "http.disconnect")
     assert seen == [
         {"type": "http.request", "body": b"abc", "more_body": True},
         {"type": "http.disconnect"},

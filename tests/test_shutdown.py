@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
 import time
 
 import pytest
@@ -38,14 +39,24 @@ def start_sleep_request(port: int, seconds: float) -> socket.socket:
     return sock
 
 
-def wait_app_started(process) -> None:
-    """Read the child's output until the app logged the start of the sleeping request."""
+def wait_output(process, text: bytes) -> None:
+    """Read the child's output until a line contains `text` (the test's timeout bounds the wait)."""
     assert process.proc.stdout is not None
     while True:
         line = process.proc.stdout.readline()
-        assert line, "the child exited before the request started"
-        if b"request: sleeping" in line:
+        assert line, f"the child exited before it printed {text!r}"
+        if text in line:
             return
+
+
+def wait_app_started(process) -> None:
+    """Until the app logged the start of the sleeping request."""
+    wait_output(process, b"request: sleeping")
+
+
+def wait_graceful_wait(process) -> None:
+    """Until the server, its listeners closed, logged that it waits for connections in flight."""
+    wait_output(process, b"Waiting for connections to close")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
@@ -55,7 +66,7 @@ def test_request_in_flight_completes_with_connection_close(cli, sig):
     with sock:
         wait_app_started(process)
         os.killpg(process.proc.pid, sig)
-        time.sleep(0.2)
+        wait_graceful_wait(process)
         with pytest.raises(OSError):  # no longer accepting
             socket.create_connection(("127.0.0.1", process.port), timeout=1).close()
         raw, closed = read_until_close(sock, timeout=5)
@@ -105,8 +116,9 @@ def test_second_signal_forces_exit(cli):
     with sock:
         wait_app_started(process)
         os.killpg(process.proc.pid, signal.SIGINT)
-        time.sleep(0.5)
-        assert process.proc.poll() is None, "the first signal must wait for the request in flight"
+        wait_graceful_wait(process)
+        with pytest.raises(subprocess.TimeoutExpired):  # a negative: no exit while the request runs
+            process.proc.wait(0.5)
         started = time.monotonic()
         os.killpg(process.proc.pid, signal.SIGINT)
         wait_exit(process, 5)

@@ -488,5 +488,5 @@ def test_run_with_workers_from_python(app_dir: Path) -> None:
 def test_an_app_object_with_workers_asks_for_an_import_string(caplog: pytest.LogCaptureFixture) -> None:
     async def app(scope: dict, receive: Callable, send: Callable) -> None: ...
 
-    assert serve_config(Config(app, workers=2)) == EXIT_CONFIG
+    assert serve_config(Config(app, workers=2, log_config=None)) == EXIT_CONFIG
     assert "import string" in caplog.text

@@ -24,7 +24,7 @@ from websockets.protocol import Protocol, Side
 from websockets.sync.client import connect as sync_connect
 
 from celeris_asgi.protocols import websocket as websocket_module
-from celeris_asgi.protocols.websocket_h1 import WebSocketProtocol
+from tests.apps import until_set
 from tests.conftest import raw_exchange, response_status
 from tests.test_cli import one_error_line, run_cli
 
@@ -150,16 +150,11 @@ def recording(events: queue.Queue[Any]) -> Any:
     return app
 
 
-def only_connection(server: Any) -> Any:
-    (conn,) = [c for c in server.server.state.connections if isinstance(c, WebSocketProtocol)]
-    return conn
-
-
 # ----- handshake and scope -------------------------------------------------------------------
 
 
 def test_asgi_2_4_websocket_scope(serve):
-    scopes: queue.Queue[dict[str, Any]] = queue.Queue()
+    scopes: queue.Queue[tuple[dict[str, Any], dict[str, Any]]] = queue.Queue()
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -169,15 +164,16 @@ def test_asgi_2_4_websocket_scope(serve):
             await receive()
             await send({"type": "lifespan.shutdown.complete"})
             return
+        state_given = dict(scope["state"])
         scope["state"]["mine"] = True  # a shallow copy: must not leak into the server's state
-        scopes.put(scope)
+        scopes.put((scope, state_given))
         await receive()
         await send({"type": "websocket.close"})
 
     server = serve(app, root_path="/root")
     with pytest.raises(InvalidStatus):
         connect(server, "/p%20q?x=1", subprotocols=["a", "b"])
-    scope = scopes.get(timeout=5)
+    scope, state_given = scopes.get(timeout=5)
     assert scope["type"] == "websocket"
     assert scope["asgi"] == {"version": "3.0", "spec_version": "2.4"}
     assert scope["http_version"] == "1.1"
@@ -190,8 +186,11 @@ def test_asgi_2_4_websocket_scope(serve):
     assert scope["subprotocols"] == ["a", "b"]
     assert scope["client"][0] == "127.0.0.1"
     assert scope["server"] == ("127.0.0.1", server.port)
+    assert state_given == {"shared": "yes"}
     assert scope["state"] == {"shared": "yes", "mine": True}
-    assert server.server.state.app_state == {"shared": "yes"}
+    with pytest.raises(InvalidStatus):  # the next connection is given the lifespan state, unchanged
+        connect(server)
+    assert scopes.get(timeout=5)[1] == {"shared": "yes"}
     assert scope["extensions"] == {"websocket.http.response": {}}
     assert "method" not in scope
 
@@ -495,6 +494,9 @@ def test_per_message_deflate_follows_the_setting(serve, deflate):
 
 
 def test_ws_max_queue_pauses_reading_while_the_app_lags(serve):
+    """With ws_max_queue=2 and an app that does not receive yet, the server stops reading: 4 MiB of
+    messages cannot all go out (a small client send buffer; the server's receive window stops growing
+    once it stops reading: about 0.5 MiB goes out), where an unbounded queue takes them all at once."""
     go = threading.Event()
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -502,19 +504,18 @@ def test_ws_max_queue_pauses_reading_while_the_app_lags(serve):
             return
         await receive()
         await send({"type": "websocket.accept"})
-        while not go.is_set():
-            await asyncio.sleep(0.02)
+        await until_set(go)
         await echo_loop(receive, send)
 
     server = serve(app, ws_max_queue=2)
-    payloads = [os.urandom(64 * 1024) for _ in range(24)]
-    with connect(server, compression=None, max_size=None) as ws:
+    payloads = [os.urandom(64 * 1024) for _ in range(64)]
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+    with connect(server, sock=sock, compression=None, max_size=None) as ws:
         sender = threading.Thread(target=lambda: [ws.send(p) for p in payloads], daemon=True)
         sender.start()
-        time.sleep(0.5)
-        session = only_connection(server).session
-        assert not only_connection(server).reading
-        assert len(session.queue) < len(payloads)  # bounded: the rest waits in the socket
+        sender.join(0.5)  # a negative: the sends must NOT all complete while the app lags
+        assert sender.is_alive(), "every message went out: the server kept reading into its queue"
         go.set()
         assert [ws.recv(timeout=5) for _ in payloads] == payloads
         sender.join(5)

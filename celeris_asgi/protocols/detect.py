@@ -110,6 +110,7 @@ class ProtocolDetector(asyncio.Protocol):
             return
         self.state.connections.discard(self)
         self.transport = None
+        error_logger.debug("%s from %s", type(protocol).__name__, transport.get_extra_info("peername"))
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
         if buffered:

@@ -106,7 +106,9 @@ class WebSocketProtocol(asyncio.Protocol):
     def send_accept(self, headers: list[tuple[bytes, bytes]]) -> None:
         self.write_head(101, headers)
 
-    def send_response(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes, more_body: bool) -> None:
+    def send_response(
+        self, status: int, headers: list[tuple[bytes, bytes]], body: bytes, more_body: bool
+    ) -> None:
         """A plain HTTP/1.1 response on this connection, which then closes."""
         if not any(name.lower() == b"content-length" for name, _ in headers):
             if more_body:
