@@ -137,6 +137,8 @@ class HTTP1Protocol(asyncio.Protocol):
         self.timeout_header = config.timeout_request_header
         self.timeout_body = config.timeout_request_body
         self.timeout_idle = config.timeout_keep_alive
+        # --limit-request-min-rate: a head's or body's deadline grows by this many seconds per byte received
+        self.seconds_per_byte = 1.0 / config.limit_request_min_rate if config.limit_request_min_rate else 0.0
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.server: tuple[str, int] | None = None
@@ -174,6 +176,8 @@ class HTTP1Protocol(asyncio.Protocol):
         self.drain_waiter: asyncio.Future[None] | None = None
         self.deadline = 0.0
         self.timeout_kind = _HEADERS
+        self.body_deadline = 0.0  # the body's deadline before its min-rate allowance; moved on by paused time
+        self.paused_at = 0.0
         self.send_deadline = 0.0
         self.requests_started = 0
 
@@ -436,7 +440,7 @@ class HTTP1Protocol(asyncio.Protocol):
         if self.transfer_encoding is None and (self.content_length is None or self.content_length == b"0"):
             cycle.body_complete = True  # no body: the app's first receive() need not wait
         self.parsing = cycle
-        self.deadline = state.now + self.timeout_body
+        self.deadline = self.body_deadline = state.now + self.timeout_body
         self.timeout_kind = _BODY
         if self.cycle is None:
             self.keep_alive = keep_alive
@@ -803,11 +807,16 @@ class HTTP1Protocol(asyncio.Protocol):
     def pause_reading(self) -> None:
         if not self.read_paused and self.transport is not None:
             self.read_paused = True
+            self.paused_at = self.state.now
             self.transport.pause_reading()
 
     def resume_reading(self) -> None:
         if self.read_paused and self.transport is not None:
             self.read_paused = False
+            if self.timeout_kind == _BODY:  # the time the server did not read is not the client's
+                paused = self.state.now - self.paused_at
+                self.deadline += paused
+                self.body_deadline += paused
             self.transport.resume_reading()
 
     def check_timeouts(self, now: float) -> None:
@@ -819,9 +828,22 @@ class HTTP1Protocol(asyncio.Protocol):
             self.transport.abort()
             return
         deadline = self.deadline
-        if not deadline or now < deadline:
+        if not deadline:
             return
         kind = self.timeout_kind
+        if kind == _BODY:
+            if self.parsing is not None and not self.read_paused:
+                if now >= deadline:
+                    self.deadline = 0.0
+                    self.refuse(408, "Request body timeout")
+                elif self.too_slow(now):
+                    self.deadline = 0.0
+                    self.refuse(408, "Request body slower than --limit-request-min-rate")
+            return
+        if kind == _HEADERS:
+            deadline += self.head_bytes * self.seconds_per_byte
+        if now < deadline:
+            return
         if kind == _IDLE:
             if self.cycle is None and self.parsing is None and not self.in_headers:
                 self.close_transport()
@@ -831,10 +853,11 @@ class HTTP1Protocol(asyncio.Protocol):
                 self.refuse(408, "Request header timeout")
             elif self.cycle is None and self.parsing is None:
                 self.close_transport()  # connected but never sent a byte
-            return
-        if kind == _BODY and self.parsing is not None and not self.read_paused:
-            self.deadline = 0.0
-            self.refuse(408, "Request body timeout")
+
+    def too_slow(self, now: float) -> bool:
+        """--limit-request-min-rate: the body came slower on average than the minimum rate allows."""
+        seconds_per_byte = self.seconds_per_byte
+        return bool(seconds_per_byte) and now >= self.body_deadline + self.body_bytes * seconds_per_byte
 
     def shutdown(self) -> None:
         """Graceful shutdown: close when idle, otherwise after the response in progress."""
