@@ -148,7 +148,7 @@ def test_timeout_request_body_answers_408_and_the_app_sees_disconnect(serve):
 
 
 def test_timeout_request_body_is_between_bytes_not_for_the_whole_body(serve):
-    server = serve(echo, timeout_request_body=1)
+    server = serve(echo, timeout_request_body=1, limit_request_min_rate=0)  # the gap alone (no min rate)
     with connect(server.port, timeout=5) as sock:
         sock.sendall(req("Content-Length: 5", method="POST"))
         for byte in b"hello":

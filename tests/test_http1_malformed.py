@@ -114,14 +114,11 @@ CASES = [
     ("rfc9110_15_6_6_http_0_9_is_505", 505, get(HOST, version=b"0.9")),
     # RFC 9112 6.1: HTTP/1.0 with Transfer-Encoding is faulty framing.
     ("rfc9112_6_1_http_1_0_with_transfer_encoding", 400, post(CHUNKED, body=b"0\r\n\r\n", version=b"1.0")),
-    # RFC 9112 2.2: bytes that are not HTTP at all are not answered in HTTP.
-    (
-        "rfc9112_2_2_tls_client_hello_on_plain_port",
-        None,
-        b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03" + b"\x00" * 40,
-    ),
+    # Bytes that are not HTTP at all reach the HTTP/1.1 parser too: 400. A request line naming another
+    # protocol than HTTP (h2spec's "INVALID CONNECTION PREFACE") is closed without an answer.
+    ("rfc9112_2_2_tls_client_hello_on_plain_port", 400, b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03" + b"\x00" * 40),
     ("rfc9112_2_2_text_that_is_not_a_request_line", None, b"hello there, server\r\n\r\n"),
-    ("rfc9112_2_2_nul_bytes", None, b"\x00" * 64 + b"\r\n"),
+    ("rfc9112_2_2_nul_bytes", 400, b"\x00" * 64 + b"\r\n"),
 ]
 
 

@@ -1,8 +1,10 @@
 """Picks the wire protocol of a new connection: ALPN first, then the first bytes.
 
-The HTTP/2 client preface goes to HTTP/2; anything that looks like an HTTP/1.x request line goes to
-HTTP/1.1 (which answers malformed requests with a 400). Bytes that are neither are answered by
-closing: a 400 in HTTP/1.1 syntax would be garbage to an HTTP/2 client.
+The HTTP/2 client preface goes to HTTP/2; while the bytes so far are still a prefix of it, wait.
+An HTTP/2 preface gone wrong, or a request line that names another protocol than HTTP (h2spec's
+"INVALID CONNECTION PREFACE"), is closed without a word: RFC 9113 3.4 asks for a closed connection,
+and HTTP/1.1 bytes would be garbage to that client. Everything else goes to HTTP/1.1, which serves
+it (leading empty lines included, RFC 9112 2.2) or answers a malformed request with 400 or 505.
 """
 
 from __future__ import annotations
@@ -15,40 +17,22 @@ from celeris_asgi.logging import error_logger
 from celeris_asgi.protocols.http1 import SHUTDOWN_GRACE, HTTP1Protocol
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-# A request line in progress: method token, a space, a target without spaces, then " HTTP/".
-_METHOD = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,32}")
-_TARGET = re.compile(rb"[^\s]*")
-_REQUEST_LINE = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+ [^\r\n]* HTTP/")
-_SNIFF_LIMIT = 64 * 1024
+_PREFACE_LINE = PREFACE[:16]  # b"PRI * HTTP/2.0\r\n"
+# method SP target SP and a protocol name that is not HTTP/ (only a complete enough line can tell)
+_OTHER_PROTOCOL = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+ [^ \r\n]+ (?!HTTP/)[^ \r\n]{5}")
 
 H1, H2, WAIT, CLOSE = "h1", "h2", "wait", "close"
 
 
-def sniff(data: bytes, limit_request_line: int) -> str:
+def sniff(data: bytes) -> str:
     """Decide from the first bytes of a connection which protocol speaks, or wait for more."""
     if data.startswith(PREFACE):
         return H2
     if PREFACE.startswith(data):
         return WAIT
-    line_end = data.find(b"\n")
-    if line_end >= 0:
-        return H1 if _REQUEST_LINE.match(data, 0, line_end + 1) else CLOSE
-    if len(data) > min(limit_request_line + 64, _SNIFF_LIMIT):
-        return H1  # long enough to be refused by HTTP/1.1 as a 414
-    return WAIT if _could_become_request_line(data) else CLOSE
-
-
-def _could_become_request_line(data: bytes) -> bool:
-    """True while `data` is still the start of `METHOD SP target SP HTTP/x.y`."""
-    method, space, rest = data.partition(b" ")
-    if not _METHOD.fullmatch(method):
-        return not space and not method
-    if not space:
-        return True
-    target, space, version = rest.partition(b" ")
-    if not _TARGET.fullmatch(target):
-        return False
-    return not space or b"HTTP/".startswith(version[:5])
+    if data.startswith(_PREFACE_LINE) or _OTHER_PROTOCOL.match(data):
+        return CLOSE
+    return H1
 
 
 def http2_available(config: Any) -> bool:
@@ -91,7 +75,7 @@ class ProtocolDetector(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
-        verdict = sniff(self.buffer, self.config.limit_request_line)
+        verdict = sniff(self.buffer)
         if verdict == WAIT:
             return
         buffer, self.buffer = self.buffer, b""
@@ -100,7 +84,7 @@ class ProtocolDetector(asyncio.Protocol):
         elif verdict == H1 and self.config.http != "h2":
             self.switch(HTTP1Protocol(self.config, self.state, self.loop), buffer)
         else:
-            error_logger.debug("Closing a connection that speaks neither HTTP/1.1 nor HTTP/2.")
+            error_logger.debug("Closing a connection that speaks no HTTP version this server serves.")
             if self.transport is not None:
                 self.transport.close()
 
@@ -123,16 +107,9 @@ class ProtocolDetector(asyncio.Protocol):
     def check_timeouts(self, now: float) -> None:
         """A connection that never says enough to pick a protocol is closed after the header timeout.
 
-        A stalled HTTP/1.x request line gets HTTP/1.1's 408 first, like stalled headers do.
+        Only a prefix of the HTTP/2 preface (or nothing) waits here; HTTP/1.x bytes went on at once.
         """
         if now >= self.deadline and self.transport is not None:
-            buffer = self.buffer
-            if buffer and self.config.http != "h2" and not PREFACE.startswith(buffer):
-                protocol = HTTP1Protocol(self.config, self.state, self.loop)
-                self.buffer = b""
-                self.switch(protocol, buffer)
-                protocol.refuse(408, "Request header timeout")
-                return
             self.transport.close()
 
     def shutdown(self) -> None:

@@ -38,6 +38,7 @@ _ASGI = {"version": "3.0", "spec_version": "2.4"}
 _EXTENSIONS: dict[str, Any] = {"http.response.trailers": {}, "http.response.early_hint": {}}
 _HOST_VALUE = re.compile(rb"^[A-Za-z0-9\-._~!$&'()*+,;=:\[\]%]*$")
 _NO_BODY_STATUS = frozenset({204, 304})
+_OWS = b" \t"  # RFC 9110 5.5: not part of a field value (llhttp drops it in front, keeps it behind)
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE")}
 
 # Read-side timeout kinds, checked by check_timeouts(); the send timeout has its own deadline.
@@ -68,13 +69,52 @@ class RequestError(Exception):
         self.reason = reason
 
 
-def _error_response(status: int, reason: str) -> bytes:
+def error_response(status: int, reason: str, default_headers: bytes) -> bytes:
+    """A response the server makes itself before any app runs (400, 408, 413, ...): the default headers
+    (Server, Date, --header) like every app response, a plain-text reason, and the close."""
     body = reason.encode("latin-1", "replace")
-    return b"%sconnection: close\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n\r\n%s" % (
+    return b"%s%sconnection: close\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n\r\n%s" % (
         STATUS_LINES[status],
+        default_headers,
         len(body),
         body,
     )
+
+
+class _AfterStandInHead:
+    """Callbacks of the parser that reads on after a declined upgrade (see continue_declined_upgrade).
+
+    The stand-in head fed first is swallowed; its body and every later request go to the connection.
+    """
+
+    __slots__ = ("conn", "stand_in")
+
+    def __init__(self, conn: HTTP1Protocol) -> None:
+        self.conn = conn
+        self.stand_in = True
+
+    def on_message_begin(self) -> None:
+        if not self.stand_in:
+            self.conn.on_message_begin()
+
+    def on_url(self, url: bytes) -> None:
+        if not self.stand_in:
+            self.conn.on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self.stand_in:
+            self.conn.on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        if not self.stand_in:
+            self.conn.on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        self.conn.on_body(body)
+
+    def on_message_complete(self) -> None:
+        self.stand_in = False
+        self.conn.on_message_complete()
 
 
 class HTTP1Protocol(asyncio.Protocol):
@@ -98,6 +138,8 @@ class HTTP1Protocol(asyncio.Protocol):
         self.timeout_header = config.timeout_request_header
         self.timeout_body = config.timeout_request_body
         self.timeout_idle = config.timeout_keep_alive
+        # --limit-request-min-rate: a head's or body's deadline grows by this many seconds per byte received
+        self.seconds_per_byte = 1.0 / config.limit_request_min_rate if config.limit_request_min_rate else 0.0
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.server: tuple[str, int] | None = None
@@ -135,6 +177,8 @@ class HTTP1Protocol(asyncio.Protocol):
         self.drain_waiter: asyncio.Future[None] | None = None
         self.deadline = 0.0
         self.timeout_kind = _HEADERS
+        self.body_deadline = 0.0  # the body's deadline before its min-rate allowance; moved on by paused time
+        self.paused_at = 0.0
         self.send_deadline = 0.0
         self.requests_started = 0
 
@@ -152,8 +196,11 @@ class HTTP1Protocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.connections.discard(self)
-        if self.cycle is not None:
-            self.cycle.feed_disconnect()
+        cycle = self.cycle
+        if cycle is not None:
+            if cycle.head_sent and self.access_log_enabled:
+                self.log_access(cycle)  # aborted mid-body (by the client or the server): log what was sent
+            cycle.feed_disconnect()
         for cycle, _ in self.pipeline:
             cycle.feed_disconnect()
         self.pipeline.clear()
@@ -202,7 +249,7 @@ class HTTP1Protocol(asyncio.Protocol):
             elif self.websocket_scope is not None:
                 self.upgrade_websocket(self.websocket_scope, data[exc.args[0] :])
             else:
-                self.handle_upgrade()
+                self.continue_declined_upgrade(data[exc.args[0] :])
         except httptools.HttpParserInvalidMethodError:
             self.refuse(400, "Invalid HTTP method")
         except httptools.HttpParserError as exc:
@@ -254,11 +301,25 @@ class HTTP1Protocol(asyncio.Protocol):
             self.flush()
             self.transport.close()
 
-    def handle_upgrade(self) -> None:
-        """An Upgrade or CONNECT request. Unsupported kinds are served as plain requests, then closed."""
-        self.keep_alive = False
-        if self.parsing is not None and not self.parsing.body_complete:
-            self.parsing.feed_eof()
+    def continue_declined_upgrade(self, rest: bytes) -> None:
+        """RFC 9110 7.8: an Upgrade the server does not take is an ordinary request, and the connection goes on.
+
+        httptools stops at the upgrade point as if the request had no body, and stops for good. A fresh
+        parser reads on: first the body, framed by a stand-in head that says what the real one said, then
+        the requests that follow `rest`.
+        """
+        if self.parsing is None:  # no body (on_message_complete has run), or refused
+            self.parser = httptools.HttpRequestParser(self)
+        else:
+            framing = (
+                b"transfer-encoding: chunked"
+                if self.transfer_encoding is not None
+                else b"content-length: %d" % int(self.content_length or b"0")
+            )
+            self.parser = httptools.HttpRequestParser(_AfterStandInHead(self))
+            self.parser.feed_data(b"PUT / HTTP/1.1\r\n%s\r\n\r\n" % framing)
+        if rest and self.transport is not None and not self.transport.is_closing():
+            self.data_received(rest)
 
     def upgrade_websocket(self, scope: dict[str, Any], trailing: bytes) -> None:
         """Hand the connection to the WebSocket protocol with the request read and any bytes after it."""
@@ -302,6 +363,8 @@ class HTTP1Protocol(asyncio.Protocol):
             raise RequestError(431, "Too many request header fields")
         if len(name) + len(value) > self.limit_header_size:
             raise RequestError(431, "Request header field too large")
+        if value and value[-1] in _OWS:
+            value = value.rstrip(_OWS)
         name = name.lower()
         headers.append((name, value))
         if name == b"host":
@@ -334,6 +397,8 @@ class HTTP1Protocol(asyncio.Protocol):
             if url[:1] == b"/" and b"#" not in url:
                 path, raw_path, query_string = split_origin_form(url)
             else:  # a fragment to drop, absolute-form or asterisk-form: the path alone is then split the same way
+                if url[:1] == b"*" and (url != b"*" or method != "OPTIONS"):
+                    raise RequestError(400, "The asterisk-form target is for OPTIONS only")  # RFC 9112 3.2.4
                 target, query_string = self.split_target(url)
                 path, raw_path, _ = split_origin_form(target)
         except UnicodeDecodeError:
@@ -359,7 +424,10 @@ class HTTP1Protocol(asyncio.Protocol):
             "extensions": _EXTENSIONS,
         }
         if self.upgrade is not None and self.cycle is None and self.take_upgrade(scope):
-            return
+            return  # (an h2c body over the limit is answered 413 on stream 1)
+        content_length = self.content_length
+        if content_length is not None and self.limit_body is not None and int(content_length) > self.limit_body:
+            raise RequestError(413, "Request body too large")  # RFC 9110 10.1.1: before any 100 Continue
         if self.proxy is not None:
             scope = self.proxy.rewrite(scope)
         state = self.state
@@ -373,7 +441,7 @@ class HTTP1Protocol(asyncio.Protocol):
             self.loop.time() if self.access_log_enabled else 0.0,
         )
         self.parsing = cycle
-        self.deadline = state.now + self.timeout_body
+        self.deadline = self.body_deadline = state.now + self.timeout_body
         self.timeout_kind = _BODY
         if self.cycle is None:
             self.keep_alive = keep_alive
@@ -387,6 +455,8 @@ class HTTP1Protocol(asyncio.Protocol):
 
     def take_upgrade(self, scope: dict[str, Any]) -> bool:
         """An Upgrade this server takes over (h2c, websocket): True when the connection changes hands."""
+        if scope["http_version"] != "1.1":
+            return False  # RFC 9110 7.8: Upgrade in an HTTP/1.0 request is ignored
         settings = None
         if self.upgrade == b"h2c" and not self.state.shutting_down:
             from celeris_asgi.protocols.http2.upgrade import h2c_request
@@ -421,6 +491,8 @@ class HTTP1Protocol(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         cycle = self.parsing
+        if self.upgrade is not None and cycle is not None and not cycle.body_complete and self.parser.should_upgrade():
+            return  # httptools stops at a declined upgrade before its body: continue_declined_upgrade reads it
         self.parsing = None
         if cycle is not None:
             cycle.feed_eof()
@@ -510,8 +582,11 @@ class HTTP1Protocol(asyncio.Protocol):
         transport = self.transport
         if transport is None:
             return
-        error_logger.debug("Refused request: %d %s", status, reason)
-        response = _error_response(status, reason)
+        if status == 408:
+            error_logger.debug("Refused request: %d %s", status, reason)
+        elif status != 500:  # a 500 here was logged with its traceback
+            error_logger.warning("Invalid HTTP request received. %d %s", status, reason)
+        response = error_response(status, reason, self.state.default_headers.block)
         self.pause_reading()
         self.pipeline.clear()
         parsing, self.parsing = self.parsing, None
@@ -723,11 +798,16 @@ class HTTP1Protocol(asyncio.Protocol):
     def pause_reading(self) -> None:
         if not self.read_paused and self.transport is not None:
             self.read_paused = True
+            self.paused_at = self.state.now
             self.transport.pause_reading()
 
     def resume_reading(self) -> None:
         if self.read_paused and self.transport is not None:
             self.read_paused = False
+            if self.timeout_kind == _BODY:  # the time the server did not read is not the client's
+                paused = self.state.now - self.paused_at
+                self.deadline += paused
+                self.body_deadline += paused
             self.transport.resume_reading()
 
     def check_timeouts(self, now: float) -> None:
@@ -739,9 +819,22 @@ class HTTP1Protocol(asyncio.Protocol):
             self.transport.abort()
             return
         deadline = self.deadline
-        if not deadline or now < deadline:
+        if not deadline:
             return
         kind = self.timeout_kind
+        if kind == _BODY:
+            if self.parsing is not None and not self.read_paused:
+                if now >= deadline:
+                    self.deadline = 0.0
+                    self.refuse(408, "Request body timeout")
+                elif self.too_slow(now):
+                    self.deadline = 0.0
+                    self.refuse(408, "Request body slower than --limit-request-min-rate")
+            return
+        if kind == _HEADERS:
+            deadline += self.head_bytes * self.seconds_per_byte
+        if now < deadline:
+            return
         if kind == _IDLE:
             if self.cycle is None and self.parsing is None and not self.in_headers:
                 self.close_transport()
@@ -751,10 +844,11 @@ class HTTP1Protocol(asyncio.Protocol):
                 self.refuse(408, "Request header timeout")
             elif self.cycle is None and self.parsing is None:
                 self.close_transport()  # connected but never sent a byte
-            return
-        if kind == _BODY and self.parsing is not None and not self.read_paused:
-            self.deadline = 0.0
-            self.refuse(408, "Request body timeout")
+
+    def too_slow(self, now: float) -> bool:
+        """--limit-request-min-rate: the body came slower on average than the minimum rate allows."""
+        seconds_per_byte = self.seconds_per_byte
+        return bool(seconds_per_byte) and now >= self.body_deadline + self.body_bytes * seconds_per_byte
 
     def shutdown(self) -> None:
         """Graceful shutdown: close when idle, otherwise after the response in progress."""

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from celeris_asgi.headers import STATUS_LINES
+
 from .frames import decode_http2_settings
 from .protocol import HTTP2Protocol
 
@@ -46,6 +48,9 @@ def h2c_request(config: Any, scope: dict[str, Any], transfer_encoding: bytes | N
 def upgrade_h2c(http1: Any, scope: dict[str, Any], settings: bytes, rest: bytes) -> None:
     """Switch the HTTP/1.1 connection of ``http1`` to HTTP/2; ``rest`` are the bytes after the head."""
     transport = http1.transport
+    length = int(http1.content_length or b"0")
+    if http1.expect_continue and length and (http1.limit_body is None or length <= http1.limit_body):
+        transport.write(STATUS_LINES[100] + b"\r\n")  # RFC 9110 10.1.1: the client waits for it to send the body
     http1.state.connections.discard(http1)
     http1.transport = None
     scope["headers"] = [field for field in scope["headers"] if field[0] not in _HOP_BY_HOP]
