@@ -199,7 +199,7 @@ class HTTP1Protocol(asyncio.Protocol):
         cycle = self.cycle
         if cycle is not None:
             if cycle.head_sent and self.access_log_enabled:
-                self.log_access(cycle)  # aborted mid-body (by the client or the server): log what was sent
+                cycle.log_access()  # aborted mid-body (by the client or the server): log what was sent
             cycle.feed_disconnect()
         for cycle, _ in self.pipeline:
             cycle.feed_disconnect()
