@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from celeris_asgi.supervisor import STARTUP_KILL_RETRIES
 from tests.conftest import CliProcess, start_cli, stop_process
 from tests.test_supervisor import PID_APP, LogTail, fetch, wait_until, worker_pids
 
@@ -117,3 +118,19 @@ def test_a_replacement_killed_before_ready_when_none_serves_is_replaced_again(ga
         assert fetch(serving_port(tail))[0] == 200
         assert process.proc.poll() is None
     assert "No worker could start" not in tail.text()
+
+
+@pytest.mark.timeout(30)
+def test_a_start_up_killed_every_time_still_stops_the_supervisor(gate: Gate) -> None:
+    with gated_supervisor(gate, workers=2) as (process, tail):
+        killed: set[int] = set()
+        while process.proc.poll() is None:
+            wait_until(lambda: gate.arrived() - killed or process.proc.poll() is not None, timeout=15)
+            for pid in gate.arrived() - killed:
+                with contextlib.suppress(ProcessLookupError):  # the stopping master may have got it
+                    os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
+        assert process.proc.wait(10) == 1
+    failed = tail.matches(r"failed to start \(killed by SIGKILL\)")
+    assert len(failed) == STARTUP_KILL_RETRIES + 1
+    assert "No worker could start; stopping." in tail.text()
