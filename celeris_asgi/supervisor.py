@@ -530,7 +530,8 @@ class Supervisor:
         """Kill workers that do not stop in time, hang while starting, or whose event loop stopped answering.
 
         A worker killed before READY that was not being stopped exits as a start-up failure (see
-        on_exit): replaced with the back-off while others serve, the end of the supervisor if none does.
+        on_exit): replaced with the back-off once any worker has served, the end of the supervisor if
+        none has.
         """
         limit = self.config.timeout_worker_healthcheck
         startup_limit = self.config.timeout_worker_startup
