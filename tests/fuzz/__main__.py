@@ -55,7 +55,8 @@ def run_target(target: Target, minutes: float) -> tuple[int, dict[str, Any]]:
             try:
                 fuzz_once()
             except Exception as exc:  # a failure, already shrunk by hypothesis
-                summary = "".join(traceback.format_exception_only(exc)).strip().splitlines()[0][:200]
+                # The last line names the root cause (for logged errors, the server's exception).
+                summary = "".join(traceback.format_exception_only(exc)).strip().splitlines()[-1][:200]
                 failures.setdefault(summary, last_failing[0] if last_failing else None)
                 recover(server, target)
             print(
