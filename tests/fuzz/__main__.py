@@ -11,7 +11,6 @@ import argparse
 import logging
 import sys
 import time
-import traceback
 from typing import Any
 
 from hypothesis import HealthCheck, Phase, given, settings
@@ -56,7 +55,8 @@ def run_target(target: Target, minutes: float) -> tuple[int, dict[str, Any]]:
                 fuzz_once()
             except Exception as exc:  # a failure, already shrunk by hypothesis
                 # The last line names the root cause (for logged errors, the server's exception).
-                summary = "".join(traceback.format_exception_only(exc)).strip().splitlines()[-1][:200]
+                lines = str(exc).strip().splitlines()
+                summary = f"{type(exc).__name__}: {lines[-1] if lines else ''}"[:200]
                 failures.setdefault(summary, last_failing[0] if last_failing else None)
                 recover(server, target)
             print(
