@@ -25,6 +25,13 @@ Figures per case:
 The GC runs as each server configures it (celeris freezes start-up objects and raises the young
 threshold, see celeris_asgi.server.tune_gc_for_serving; uvicorn keeps the interpreter's default).
 
+--measure instructions: thousands of instructions per request, counted by valgrind (cachegrind,
+no cache simulation) as the difference of two runs of different length. It repeats to within
+0.1 % where CPU time, on a box whose other tenants share the caches, moves by 5-30 %: the figure
+to compare two commits by. CPU time stays the figure for what a request costs in time.
+--servers floor answers with canned bytes and runs no app: the harness's own share of each figure.
+--profile PATH: cProfile of the timed runs of every selected case together (select one).
+
 Implementations (--impl): celeris runs as installed ("auto"). Once a compiled core exists, "pure"
 sets CELERIS_NO_EXTENSIONS=1 before celeris is imported (the compiled core is expected to honour it
 at import time too) and "compiled" requires the extension; each then checks which one actually
