@@ -94,9 +94,24 @@ def _percentile(sorted_values: list[int], pct: float) -> float:
     return float(sorted_values[rank - 1])
 
 
-def h2load(url: str, connections: int, streams: int, duration: float, cpu: int | None = None) -> LoadResult:
-    """HTTP/2 load over h2c prior knowledge: `connections` x `streams` concurrent requests."""
-    with tempfile.NamedTemporaryFile(prefix="h2load-", suffix=".log") as log:
+def h2load(
+    url: str,
+    connections: int,
+    streams: int,
+    duration: float,
+    cpu: int | None = None,
+    paths: list[str] | None = None,
+    headers: tuple[str, ...] = (),
+) -> LoadResult:
+    """HTTP/2 load over h2c prior knowledge: `connections` x `streams` concurrent requests.
+
+    `paths` (more than one) are requested in turn on every connection instead of url's path;
+    `headers` (`name: value`) are added to, or replace, h2load's own request headers.
+    """
+    with (
+        tempfile.NamedTemporaryFile(prefix="h2load-", suffix=".log") as log,
+        tempfile.NamedTemporaryFile("w", prefix="h2load-", suffix=".uris") as uris,
+    ):
         cmd = [
             *_pin(cpu),
             "h2load",
@@ -105,7 +120,14 @@ def h2load(url: str, connections: int, streams: int, duration: float, cpu: int |
             f"-m{streams}",
             f"-D{max(1, round(duration))}",
         ]
-        cmd += [f"--log-file={log.name}", url]
+        cmd += [f"--log-file={log.name}", *(f"-H{header}" for header in headers)]
+        if paths is not None and len(paths) > 1:
+            origin = url[: url.index("/", len("http://"))]
+            uris.write("".join(f"{origin}{path}\n" for path in paths))
+            uris.flush()
+            cmd += ["-i", uris.name]
+        else:
+            cmd.append(url)
         out = _run(cmd, duration)
         if "Application protocol: h2c" not in out:
             raise LoadFailed("the server did not speak h2c (prior knowledge)")

@@ -25,7 +25,11 @@ from benchmarks.procfs import process_tree, socket_count
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
-APPS = {"raw": "benchmarks.apps.raw:app", "starlette": "benchmarks.apps.starlette_app:app"}
+APPS = {
+    "raw": "benchmarks.apps.raw:app",
+    "starlette": "benchmarks.apps.starlette_app:app",
+    "fastapi": "benchmarks.apps.fastapi_app:app",
+}
 # Idle connections must outlive the memory measurement; every server gets this keep-alive (s).
 IDLE_KEEP_ALIVE = 600
 # Granian has no idle keep-alive timeout flag; hyper's header-read timeout (max 60 s) is the
@@ -72,6 +76,15 @@ def _granian(app: str, port: int, proto: str, idle: bool) -> list[str]:
         # Its default backpressure (backlog/workers = 1024) also caps open connections.
         cmd += ["--http1-header-read-timeout", str(GRANIAN_MAX_HEADER_READ_MS), "--backpressure", "65536"]
     return [*cmd, app]
+
+
+def _h2corn(app: str, port: int, proto: str, idle: bool) -> list[str]:
+    # One worker whose Rust I/O runs on one Tokio thread: the server is pinned to one core, where a
+    # second runtime thread could only take turns with the first (and with the Python loop).
+    # HTTP/1.1 and h2c prior knowledge share the port; access log off (it has no log-level flag).
+    cmd = ["-m", "h2corn", app, "--bind", f"{HOST}:{port}", "--workers", "1", "--runtime-threads", "1"]
+    cmd += ["--loop", "uvloop", "--no-access-log"]
+    return cmd + (["--timeout-keep-alive", str(IDLE_KEEP_ALIVE)] if idle else [])
 
 
 @dataclass(frozen=True)
@@ -124,6 +137,7 @@ SERVERS: dict[str, ServerSpec] = {
         ),
         ServerSpec("hypercorn", "hypercorn", ("hypercorn", "uvloop"), frozenset({"h1", "h2"}), _hypercorn),
         ServerSpec("granian", "granian", ("granian",), frozenset({"h1", "h2"}), _granian),
+        ServerSpec("h2corn", "h2corn", ("h2corn", "uvloop"), frozenset({"h1", "h2"}), _h2corn),
     )
 }
 

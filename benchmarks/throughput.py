@@ -41,7 +41,7 @@ def _load(
         conns, streams = opts.h2_connections, opts.h2_streams
         if clients is not None:
             conns, streams = h2_shape(clients)
-        return load.h2load(url, conns, streams, duration, opts.load_cpu)
+        return load.h2load(url, conns, streams, duration, opts.load_cpu, sc.paths, sc.headers)
     depth = PIPELINE_DEPTH if sc.proto == "h1p" else 1
     return load.wrk(url, clients or opts.connections, duration, depth, opts.load_cpu)
 

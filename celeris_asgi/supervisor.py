@@ -10,10 +10,13 @@ has with the ones it wants: `target` of them (SIGTTIN/SIGTTOU), all of the curre
 start-then-stop, one worker at a time: the replacement is forked, and only once it reports READY
 does the old worker get SIGTERM, so the port is never without a worker and no request is dropped.
 
-Workers that die are replaced with an exponential back-off. A worker that cannot start while no
-worker is serving (an import error, a failing lifespan startup, no READY within
---timeout-worker-startup) stops the supervisor with that worker's exit code instead of restarting
-forever; with --reload it waits for the next file change.
+Workers that die are replaced with an exponential back-off, also those that die before they are
+ready once any worker has served. Only a start-up that never succeeds stops the supervisor with the
+worker's exit code instead of restarting forever: a worker that reports its own failure (an import
+error, a failing lifespan startup) or sends no READY within --timeout-worker-startup before any
+worker has served; with --reload it waits for the next file change instead. A worker killed from
+outside (the OOM killer, `kill -9`) while the first workers start says nothing about the app: it is
+replaced with the back-off too, up to STARTUP_KILL_RETRIES times in a row.
 
 SIGUSR1 (logrotate) reopens the master's log files and is passed on to every worker, which does the same.
 """
@@ -55,6 +58,7 @@ QUICK_STOP_GRACE = 3.0  # seconds a worker gets after SIGQUIT before SIGKILL
 BACKOFF_BASE = 0.5  # seconds; doubled for each further consecutive worker failure
 BACKOFF_MAX = 10.0
 BACKOFF_RESET = 10.0  # a worker that served this long before dying starts the back-off afresh
+STARTUP_KILL_RETRIES = 5  # outside kills before any worker served, in a row, before the start-up counts as failed
 MIGRATE_REQ = "/proc/sys/net/ipv4/tcp_migrate_req"
 MASTER_SIGNALS = (
     signal.SIGINT,
@@ -123,6 +127,7 @@ class Supervisor:
         self.paused = False  # --reload: no worker could start; wait for a file change
         self.failures = 0
         self.next_spawn = 0.0
+        self.served = False  # some worker has been READY: the app can start, so deaths are replaced
         self.logs_reopened = -1.0  # monotonic time of the last SIGUSR1
         self.systemd_ready = False  # READY=1 sent for the current generation (sd_notify)
 
@@ -133,9 +138,7 @@ class Supervisor:
         if not hasattr(os, "fork"):
             raise ConfigError("Several workers and --reload need os.fork (Linux, macOS, BSD).")
         if threading.current_thread() is not threading.main_thread():
-            raise ConfigError(
-                "Several workers or --reload need the main thread: the supervisor handles signals."
-            )
+            raise ConfigError("Several workers or --reload need the main thread: the supervisor handles signals.")
         config = self.config
         config.announce()
         if config.reload:
@@ -215,9 +218,7 @@ class Supervisor:
             try:
                 Path(self.config.pid_file).write_text(f"{self.pid}\n", encoding="ascii")
             except OSError as exc:
-                raise ConfigError(
-                    f"Cannot write --pid-file {self.config.pid_file!r}: {exc.strerror}."
-                ) from None
+                raise ConfigError(f"Cannot write --pid-file {self.config.pid_file!r}: {exc.strerror}.") from None
 
     def install_signals(self) -> dict[int, Any]:
         previous = {sig: signal.signal(sig, self.on_signal) for sig in MASTER_SIGNALS}
@@ -376,9 +377,7 @@ class Supervisor:
                 self.on_ready(worker, now)
             elif message == STOPPING:
                 if not worker.stopping:
-                    error_logger.info(
-                        "%s received a stop signal and is shutting down", worker.name.capitalize()
-                    )
+                    error_logger.info("%s received a stop signal and is shutting down", worker.name.capitalize())
                     worker.stopping = True
                     worker.stop_deadline = now + self.config.timeout_graceful_shutdown + KILL_MARGIN
             elif message in RETIRE_REASONS and worker.retire is None:
@@ -388,6 +387,7 @@ class Supervisor:
     def on_ready(self, worker: Worker, now: float) -> None:
         worker.ready = True
         worker.ready_at = worker.last_beat = now
+        self.served = True
         self.paused = False  # --reload: one worker started after all, so the others may too
         error_logger.info("%s is serving", worker.name.capitalize())
         if worker.started <= self.logs_reopened:
@@ -422,9 +422,7 @@ class Supervisor:
         if not batches or self.stopping:
             return
         paths = sorted({path for batch in batches for path in batch if path})
-        shown = ", ".join(repr(p) for p in paths[:5]) + (
-            f" and {len(paths) - 5} more" if len(paths) > 5 else ""
-        )
+        shown = ", ".join(repr(p) for p in paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
         error_logger.warning("Detected changes in %s; restarting the workers.", shown)
         self.notify_reloading()
         self.generation += 1
@@ -520,7 +518,13 @@ class Supervisor:
             self.notify_ready()
             return
         serving = any(w.ready and not w.stopping for w in self.workers.values())
-        if serving:
+        killed_from_outside = os.waitstatus_to_exitcode(status) < 0 and not worker.killed
+        if (
+            serving
+            or (self.served and not self.config.reload)
+            or (killed_from_outside and self.failures < STARTUP_KILL_RETRIES)
+        ):
+            error_logger.info("Starting a replacement for %s", worker.name)
             self.note_failure(now, 0.0)
         elif self.config.reload:
             error_logger.error("No worker could start; waiting for a file change.")
@@ -547,7 +551,8 @@ class Supervisor:
         """Kill workers that do not stop in time, hang while starting, or whose event loop stopped answering.
 
         A worker killed before READY that was not being stopped exits as a start-up failure (see
-        on_exit): replaced with the back-off while others serve, the end of the supervisor if none does.
+        on_exit): replaced with the back-off once any worker has served, the end of the supervisor if
+        none has.
         """
         limit = self.config.timeout_worker_healthcheck
         startup_limit = self.config.timeout_worker_startup
