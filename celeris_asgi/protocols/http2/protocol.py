@@ -3,7 +3,7 @@
 Bytes from the transport go to ``H2Connection.receive_data``; the engine calls back
 ``on_request`` / ``on_data`` / ``on_stream_reset`` / ``on_stream_drained``. Each stream
 is served by one ``StreamHandler`` in one table: a request cycle (``H2Cycle``, see
-cycle.py) or an RFC 8441 WebSocket (websocket_h2.py); the connection's events reach
+handlers.py) or an RFC 8441 WebSocket (websocket_h2.py); the connection's events reach
 them through that one interface. A cycle calls ``write_head`` & co.; their frames
 accumulate in the engine and go out in one ``transport.write`` per event-loop pass,
 however many streams answered in it.
@@ -12,17 +12,18 @@ however many streams answered in it.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, cast
 
 from celeris_asgi.cycle import COMPLETE, HTTP_EXTENSIONS, Endpoint, RequestCycle, build_scope
 from celeris_asgi.headers import validate_header
 from celeris_asgi.logging import error_logger
 from celeris_asgi.protocols.addresses import client_address, server_address
-from celeris_asgi.protocols.flow import FlowControl, wake
+from celeris_asgi.protocols.flow import FlowControl
 from celeris_asgi.protocols.target import split_origin_form
 
 from . import frames as f
 from .connection import H2Connection
+from .handlers import TOO_LARGE, H2Cycle, StreamHandler, body_overdue
 from .validation import RequestHead
 
 if TYPE_CHECKING:
@@ -35,141 +36,9 @@ _SHUTDOWN_PING_WAIT = 2.0  # seconds to wait for the PING ACK before the final G
 _TARGET_CACHE_MAX = 64
 _SWITCHING_PROTOCOLS = b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
 _UPGRADE_BODY_HIGH_WATER = 64 * 1024  # h2c request body bytes buffered for the app before reading pauses
-_TOO_LARGE = "Request body too large"
 
 # (head, method, path, raw_path, query_string): a request target split for the scope.
 Target = tuple[RequestHead, str, str, bytes, bytes]
-
-
-class StreamHandler(Protocol):
-    """What serves one stream of the connection: a request cycle or an RFC 8441 WebSocket."""
-
-    def feed(self, data: bytes, end_stream: bool) -> None:
-        """Request bytes from DATA frames (every byte must reach ``H2Connection.consume``), or their end."""
-
-    def reset(self) -> None:
-        """The stream was reset (by the peer, or by us for its input), or the connection is gone."""
-
-    def drained(self) -> None:
-        """Writing may go on: the stream's queued data went out, or the transport drained."""
-
-    def check_timeouts(self, now: float) -> None:
-        """Server tick: the stream's own deadlines."""
-
-    def shutdown(self) -> None:
-        """The server stops: end what would not end by itself."""
-
-
-class H2Cycle(RequestCycle):
-    """A request cycle on one stream: the ASGI side is the cycle's; this adds the stream's side."""
-
-    __slots__ = (
-        "body_deadline",
-        "body_rate_start",
-        "conn",
-        "drain_deadline",
-        "drain_waiter",
-        "orphaned",
-        "received",
-        "stream_id",
-        "trailers",
-    )
-
-    def __init__(
-        self, scope: HTTPScope, conn: HTTP2Protocol, stream_id: int, body_complete: bool, start_time: float
-    ) -> None:
-        super().__init__(scope, conn, False, body_complete, start_time)
-        self.conn = conn
-        self.stream_id = stream_id
-        self.drain_waiter: asyncio.Future[None] | None = None
-        self.drain_deadline = 0.0
-        self.body_deadline = 0.0  # --timeout-request-body: the request body may not stall longer
-        # --limit-request-min-rate: the body is due by this + received / rate (see body_overdue)
-        self.body_rate_start = 0.0
-        self.received = 0
-        self.orphaned = False  # reset while the app still runs (counted in engine.orphaned_streams)
-        self.trailers: Headers = []
-
-    # ----- StreamHandler ---------------------------------------------------------------------
-
-    def feed(self, data: bytes, end_stream: bool) -> None:
-        conn = self.conn
-        if self.disconnected or self.phase == COMPLETE:
-            if data:
-                conn.engine.consume(self.stream_id, len(data))
-            return
-        if data:
-            self.received += len(data)
-            limit = conn.settings.limit_request_body
-            if limit is not None and self.received > limit:
-                self.refuse_body(413)
-                return
-            self.feed_body(data)
-        if end_stream:
-            self.body_deadline = 0.0
-            self.feed_eof()
-        else:
-            self.body_deadline = conn.state.now + conn.settings.timeout_request_body
-
-    def reset(self) -> None:
-        engine = self.conn.engine
-        if self.body:
-            engine.consume(0, len(self.body))
-            self.body = b""
-        if not self.orphaned:
-            self.orphaned = True
-            engine.orphaned_streams += 1
-        self.feed_disconnect()
-        wake(self.drain_waiter)
-
-    def drained(self) -> None:
-        if not self.conn.flow.write_paused:
-            wake(self.drain_waiter)
-
-    def check_timeouts(self, now: float) -> None:
-        if self.drain_deadline and now > self.drain_deadline:
-            # The peer never opened its window: give the stream up (it keeps no memory pinned).
-            self.conn.engine.reset_stream(self.stream_id, f.CANCEL)
-            self.reset()
-        elif self.body_deadline and not self.disconnected:
-            self.check_body_deadlines(now)
-
-    def shutdown(self) -> None:
-        """A request in flight is served to its end (the GOAWAY only refuses new ones)."""
-
-    # ----- request body limits ---------------------------------------------------------------
-
-    def check_body_deadlines(self, now: float) -> None:
-        """408 for a request body that stalled or dribbles (see ``body_overdue``).
-
-        Only this stream is refused; the others go on.  Time while we hold the window
-        closed (the app is not reading) stops both clocks: the client could not send.
-        """
-        conn = self.conn
-        if conn.engine.receive_window_closed(self.stream_id):
-            self.body_deadline = now + conn.settings.timeout_request_body
-            self.body_rate_start += now - conn.ticked_at
-        elif body_overdue(conn.settings, self.body_deadline, self.body_rate_start, self.received, now):
-            self.refuse_body(408)
-
-    def refuse_body(self, status: int) -> None:
-        """A request body over --limit-request-body (413) or stalled past --timeout-request-body (408)."""
-        conn = self.conn
-        self.body_deadline = 0.0
-        self.respond_error(status, _TOO_LARGE if status == 413 else "Request body timeout")
-        conn.engine.finish_stream(self.stream_id)
-        self.reset()
-        conn.schedule_flush()
-
-
-def body_overdue(settings: ServerSettings, stall_deadline: float, rate_start: float, received: int, now: float) -> bool:
-    """Past ``stall_deadline`` (--timeout-request-body since the last bytes), or too slow on average.
-
-    --limit-request-min-rate: the body is due by ``rate_start`` (its start +
-    --timeout-request-body) + one second per ``limit_request_min_rate`` bytes received.
-    """
-    min_rate = settings.limit_request_min_rate
-    return now > stall_deadline or (min_rate > 0 and now > rate_start + received / min_rate)
 
 
 class HTTP2Protocol(asyncio.Protocol):
@@ -420,7 +289,7 @@ class HTTP2Protocol(asyncio.Protocol):
 
     def refuse_too_large(self, cycle: H2Cycle) -> None:
         """413 for a request whose declared length is over --limit-request-body; the app never runs."""
-        cycle.respond_error(413, _TOO_LARGE)
+        cycle.respond_error(413, TOO_LARGE)
         self.engine.finish_stream(cycle.stream_id)
         if self.access_log.enabled:
             cycle.log_access()
