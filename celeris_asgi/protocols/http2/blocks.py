@@ -21,20 +21,18 @@ _BUDGET = 65536  # decoded bytes the cache may hold per connection before it sta
 class HeaderBlocks:
     """One connection's HPACK decoder and the cache of decoded request heads."""
 
-    __slots__ = ("_cache", "_cache_size", "_connect", "_decoder", "_max_list_size")
+    __slots__ = ("_connect", "_decoder", "_heads_size", "_max_list_size", "heads")
 
     def __init__(self, settings: H2Settings) -> None:
         self._decoder = Decoder(settings.header_table_size)
         self._max_list_size = settings.max_header_list_size
         self._connect = settings.enable_connect_protocol
-        self._cache: dict[bytes, RequestHead] = {}
-        self._cache_size = 0
+        #: block bytes -> its validated head; the connection looks a block up here before request()
+        self.heads: dict[bytes, RequestHead] = {}
+        self._heads_size = 0
 
     def request(self, sid: int, block: bytes) -> RequestHead | None:
-        """The validated head of a request's block; None when its header list is too large (431)."""
-        head = self._cache.get(block)
-        if head is not None:
-            return head
+        """Decode and validate a request's block (not in ``heads``); None when its header list is too large (431)."""
         fields, oversized = self.decode(block)
         if oversized:
             return None
@@ -44,11 +42,11 @@ class HeaderBlocks:
             raise H2StreamError(sid, f.PROTOCOL_ERROR) from None
         decoder = self._decoder
         if not decoder.changed and len(block) <= _ITEM_MAX:
-            self._cache_size += len(block) + decoder.list_size
-            if self._cache_size > _BUDGET:
-                self._cache.clear()
-                self._cache_size = len(block) + decoder.list_size
-            self._cache[block] = head
+            self._heads_size += len(block) + decoder.list_size
+            if self._heads_size > _BUDGET:
+                self.heads.clear()
+                self._heads_size = len(block) + decoder.list_size
+            self.heads[block] = head
         return head
 
     def decode(self, block: bytes) -> tuple[list[tuple[bytes, bytes]], bool]:
@@ -58,16 +56,16 @@ class HeaderBlocks:
         except HPACKError as exc:
             raise H2ConnectionError(f.COMPRESSION_ERROR, str(exc)) from None
         if self._decoder.changed:
-            self._cache.clear()
-            self._cache_size = 0
+            self.heads.clear()
+            self._heads_size = 0
         return fields, oversized
 
     @property
     def cached(self) -> int:
         """How many decoded heads the cache holds."""
-        return len(self._cache)
+        return len(self.heads)
 
     @property
     def cached_bytes(self) -> int:
         """The bytes the cache accounts for (at most its budget)."""
-        return self._cache_size
+        return self._heads_size

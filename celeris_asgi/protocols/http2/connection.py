@@ -92,6 +92,7 @@ class H2Connection:
         #: client can leave behind that way is bounded by the reset budget instead (rapid reset).
         self.orphaned_streams = 0
         self.blocks = HeaderBlocks(settings)
+        self._heads = self.blocks.heads  # read here on every request; HeaderBlocks fills and clears it
         self._hb_stream = 0
         self._hb_parts: list[bytes] = []
         self._hb_flags = 0
@@ -274,7 +275,9 @@ class H2Connection:
         if not sid & 1:
             raise H2ConnectionError(f.PROTOCOL_ERROR, "client stream ids must be odd")
         self.highest_stream_id = sid
-        head = self.blocks.request(sid, block)
+        head = self._heads.get(block)  # a repeated block: the cached head, without a call
+        if head is None:
+            head = self.blocks.request(sid, block)
         if sid > self._goaway_last_id or self.peer_goaway:
             raise H2StreamError(sid, f.REFUSED_STREAM)
         while len(self.streams) >= self.settings.max_concurrent_streams:
