@@ -41,11 +41,12 @@ _SHUTDOWN_PING = b"celeris!"
 class H2Connection:
     """One server-side HTTP/2 connection's state, without I/O.
 
-    The receive loop and the frame handlers live here; they call three seams that own their
-    state: the stream table (``table``: open, recently closed and lingering streams), the
-    sender (``sender``: framing, the output buffer, the peer's windows) and our receive
-    windows (``windows``), plus the flood guard. The sender's methods are the engine's
-    output API (``send_data`` & co. below are its bound methods).
+    The receive loop and the frame handlers live here; they call the objects that own the
+    rest of the state: the stream table (``table``: open, recently closed and lingering
+    streams), the sender (``sender``: framing, the output buffer, the peer's windows), our
+    receive windows (``windows``), the header blocks (``blocks``: HPACK decoding and the
+    decoded-head cache) and the flood guard. The sender's methods are the engine's output
+    API (``send_data`` & co. below are its bound methods: no extra call per response).
     """
 
     def __init__(
