@@ -42,7 +42,7 @@ def http2_available(config: Any) -> bool:
 def make_http2_protocol(config: Any, state: Any, loop: asyncio.AbstractEventLoop) -> asyncio.Protocol:
     from celeris_asgi.protocols.http2 import HTTP2Protocol
 
-    return HTTP2Protocol(config, state, loop)
+    return HTTP2Protocol(config.settings, state, loop)
 
 
 class ProtocolDetector(asyncio.Protocol):

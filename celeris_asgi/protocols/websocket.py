@@ -27,11 +27,15 @@ import asyncio
 import codecs
 import os
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celeris_asgi.cycle import ClientDisconnected, admit, start_app_task
 from celeris_asgi.headers import validate_header
-from celeris_asgi.logging import AccessLog, error_logger
+from celeris_asgi.logging import error_logger
+
+if TYPE_CHECKING:
+    from celeris_asgi.settings import ServerSettings
+    from celeris_asgi.state import ServerState
 
 try:
     from websockets.datastructures import Headers
@@ -113,7 +117,6 @@ class WebSocketSession:
         "close_deadline",
         "close_reason",
         "closed",
-        "config",
         "connect_sent",
         "decoder",
         "drain_waiter",
@@ -136,6 +139,7 @@ class WebSocketSession:
         "response_headers",
         "response_status",
         "scope",
+        "settings",
         "start_time",
         "state",
         "task",
@@ -144,24 +148,24 @@ class WebSocketSession:
 
     def __init__(
         self,
-        config: Any,
-        state: Any,
+        settings: ServerSettings,
+        state: ServerState,
         loop: asyncio.AbstractEventLoop,
         carrier: Any,
         http_scope: dict[str, Any],
         method: str,
     ) -> None:
-        self.config = config
+        self.settings = settings
         self.state = state
         self.loop = loop
         self.carrier = carrier
         self.method = method  # GET over HTTP/1.1, CONNECT over HTTP/2 (for the access log)
-        extensions = enable_server_permessage_deflate(None) if config.ws_per_message_deflate else None
+        extensions = enable_server_permessage_deflate(None) if settings.websocket.per_message_deflate else None
         # state=OPEN: the carrier has done the HTTP part, so the engine only ever parses frames.
-        self.protocol = ServerProtocol(extensions=extensions, state=OPEN, max_size=config.ws_max_size)
+        self.protocol = ServerProtocol(extensions=extensions, state=OPEN, max_size=settings.websocket.max_size)
         self.scope = http_scope  # until start() swaps in the websocket scope
         self.accept_headers: list[tuple[bytes, bytes]] = []
-        self.access_log = AccessLog(config.access_log_format, config.access_log)
+        self.access_log = settings.access_log
         self.start_time = loop.time()
         self.task: asyncio.Task[None] | None = None  # the app's task, which removes itself from state.tasks
         self.phase = _CONNECTING
@@ -170,8 +174,8 @@ class WebSocketSession:
         self.response_status = 0
         self.response_headers: list[tuple[bytes, bytes]] = []
         self.queue: deque[dict[str, Any]] = deque()
-        self.max_queue = config.ws_max_queue
-        self.low_water = config.ws_max_queue // 4
+        self.max_queue = settings.websocket.max_queue
+        self.low_water = settings.websocket.max_queue // 4
         self.waiter: asyncio.Future[None] | None = None
         self.drain_waiter: asyncio.Future[None] | None = None
         self.read_paused = False
@@ -182,8 +186,8 @@ class WebSocketSession:
         self.close_reason = ""
         self.fragments: list[Any] = []
         self.decoder: codecs.IncrementalDecoder | None = None
-        self.ping_interval = config.ws_ping_interval or 0.0
-        self.ping_timeout = config.ws_ping_timeout or 0.0
+        self.ping_interval = settings.websocket.ping_interval
+        self.ping_timeout = settings.websocket.ping_timeout
         self.ping_payload: bytes | None = None
         self.next_ping = 0.0
         self.ping_deadline = 0.0
@@ -196,10 +200,10 @@ class WebSocketSession:
         self.scope = scope
         self.accept_headers = accept_headers
         state = self.state
-        if not admit(state, self.config.settings) or state.shutting_down:
+        if not admit(state, self.settings) or state.shutting_down:
             self.respond_plain(503, b"Service Unavailable")
             return
-        self.task = start_app_task(state, self.run(self.config.loaded_app), self.loop)
+        self.task = start_app_task(state, self.run(self.settings.app), self.loop)
 
     async def run(self, app: Any) -> None:
         """Call the app and close whatever it left open, the way the ASGI spec asks."""
@@ -223,7 +227,7 @@ class WebSocketSession:
                 self.respond_plain(500, b"Internal Server Error")
             elif self.phase == _RESPONDING:
                 error_logger.error("ASGI callable returned without completing the response.")
-                self.carrier.abort()
+                self.carrier.end_abruptly()
             elif self.phase == _ACCEPTED and not self.app_closed:
                 self.start_close(1000, "")
         finally:
@@ -234,7 +238,7 @@ class WebSocketSession:
         if self.phase == _CONNECTING:
             self.respond_plain(500, b"Internal Server Error")
         elif self.phase == _RESPONDING:
-            self.carrier.abort()
+            self.carrier.end_abruptly()
         elif self.phase == _ACCEPTED:
             self.start_close(1011, "")
 
@@ -477,10 +481,10 @@ class WebSocketSession:
             return
         data = writes[0] if len(writes) == 1 else b"".join(writes)
         if data:
-            self.carrier.write(data)
+            self.carrier.send_frames(data)
         if not writes[-1]:  # SEND_EOF: the close handshake is done, or the connection failed
             self.close_frames_done()
-            self.carrier.close()
+            self.carrier.end_cleanly()
 
     def close_frames_done(self) -> None:
         received, sent = self.protocol.close_rcvd, self.protocol.close_sent
@@ -516,7 +520,7 @@ class WebSocketSession:
         """Keepalive pings and the close-handshake deadline, on the server's clock tick."""
         if self.close_deadline and now >= self.close_deadline:
             self.close_deadline = 0.0
-            self.carrier.abort()
+            self.carrier.end_abruptly()
             return
         if self.phase != _ACCEPTED or not self.ping_interval or self.protocol.state is not OPEN:
             return

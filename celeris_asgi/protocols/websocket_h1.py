@@ -41,7 +41,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self.http_scope = http_scope
         self.trailing = trailing
         self.transport: asyncio.Transport | None = None
-        self.session = WebSocketSession(config, state, loop, self, http_scope, "GET")
+        self.session = WebSocketSession(config.settings, state, loop, self, http_scope, "GET")
         self.reading = True
         self.write_paused = False
         self.send_deadline = 0.0
@@ -137,6 +137,15 @@ class WebSocketProtocol(asyncio.Protocol):
     def write(self, data: bytes) -> None:
         if self.transport is not None:
             self.transport.write(data)
+
+    def end_cleanly(self) -> None:
+        self.close()
+
+    def end_abruptly(self) -> None:
+        self.abort()
+
+    def send_frames(self, data: bytes) -> None:
+        self.write(data)
 
     def close(self) -> None:
         if self.transport is not None and not self.closing_deadline:

@@ -54,6 +54,6 @@ def upgrade_h2c(http1: Any, scope: dict[str, Any], settings: bytes, rest: bytes)
     http1.state.connections.discard(http1)
     http1.transport = None
     scope["headers"] = [field for field in scope["headers"] if field[0] not in _HOP_BY_HOP]
-    protocol = HTTP2Protocol(http1.config, http1.state, http1.loop)
+    protocol = HTTP2Protocol(http1.settings, http1.state, http1.loop)
     transport.set_protocol(protocol)
     protocol.upgrade(transport, scope, settings, rest)
