@@ -23,6 +23,7 @@ from celeris_asgi.logging import DEFAULT_LOG_CONFIG, LogConfig, configure_loggin
 from celeris_asgi.systemd import Notifier, listen_fd
 
 if TYPE_CHECKING:
+    from celeris_asgi.middleware.proxy_headers import ProxyHeaders
     from celeris_asgi.settings import ServerSettings
 
 LOOP_CHOICES = ("auto", "asyncio", "uvloop", "none")
@@ -111,12 +112,12 @@ def load_env_file(path: str) -> None:
         os.environ.setdefault(key, value)
 
 
-def check_websockets_available() -> None:
+def check_websockets_available(config: Config) -> None:
     """`--ws websockets` is an explicit ask: without the library, fail at start instead of serving
     upgrade requests as plain HTTP (what `--ws auto` quietly does)."""
-    from celeris_asgi.protocols.websocket import ServerProtocol
+    from celeris_asgi.protocols.websocket import websocket_enabled
 
-    if ServerProtocol is None:
+    if not websocket_enabled(config):
         raise ConfigError(
             "--ws websockets needs the websockets library, which cannot be imported: "
             "pip install 'websockets>=13.0' (or use --ws auto to serve without WebSockets)."
@@ -217,7 +218,7 @@ class Config:
         self.lifespan = lifespan
         self.root_path = root_path
         self.proxy_headers = proxy_headers
-        self.proxy: Any = None  # a ProxyHeaders once load() ran with --proxy-headers
+        self.proxy: ProxyHeaders | None = None  # built by load() with --proxy-headers
         if forwarded_allow_ips is None:
             forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
         if isinstance(forwarded_allow_ips, str):
@@ -365,7 +366,7 @@ class Config:
                 f"--ssl-cert-reqs must be 0 (none), 1 (optional) or 2 (required); got {self.ssl_cert_reqs}."
             )
         if self.ws == "websockets":
-            check_websockets_available()
+            check_websockets_available(self)
         if isinstance(self.log_level, str) and self.log_level.lower() not in LOG_LEVELS:
             raise ConfigError(f"--log-level must be one of {', '.join(LOG_LEVELS)}; got {self.log_level!r}.")
         if not 0 <= int(self.port) <= 65535:
@@ -483,6 +484,8 @@ class Config:
         ):
             if path and not os.path.isfile(path):
                 raise ConfigError(f"{flag} {str(path)!r} does not exist or is not a file.")
+        if not self.ssl_certfile:  # a --ssl-context-factory may call this without one
+            raise ConfigError("A TLS context needs --ssl-certfile (the certificate).")
         try:
             context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile, self.ssl_keyfile_password)
         except (OSError, ssl.SSLError) as exc:

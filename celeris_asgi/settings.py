@@ -58,10 +58,10 @@ class ServerSettings:
     @classmethod
     def from_config(cls, config: Config) -> ServerSettings:
         """Build the settings of a loaded config (Config.load() ran: the app is imported)."""
-        from celeris_asgi.protocols.websocket import ServerProtocol
+        from celeris_asgi.protocols.websocket import websocket_enabled
 
         websocket = WebSocketSettings(
-            enabled=config.ws != "none" and ServerProtocol is not None,
+            enabled=websocket_enabled(config),
             max_size=config.ws_max_size,
             max_queue=config.ws_max_queue,
             ping_interval=config.ws_ping_interval or 0.0,
