@@ -15,7 +15,7 @@ import socket
 import ssl
 import stat
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,7 @@ from celeris_asgi.protocols.http2.settings import H2Settings, H2SettingsError
 from celeris_asgi.systemd import Notifier, listen_fd
 
 if TYPE_CHECKING:
+    from celeris_asgi.asgi_types import Receive, Scope, Send
     from celeris_asgi.middleware.proxy_headers import ProxyHeaders
     from celeris_asgi.settings import ServerSettings
 
@@ -583,10 +584,10 @@ class ASGI2App:
 
     __slots__ = ("app",)
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Callable[[Any], Callable[[Receive, Send], Awaitable[None]]]) -> None:
         self.app = app
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.app(scope)(receive, send)
 
 
