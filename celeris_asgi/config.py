@@ -6,6 +6,7 @@ worker all agree. A bad value raises `ConfigError` with one line a user can act 
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 import math
@@ -14,15 +15,18 @@ import socket
 import ssl
 import stat
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from celeris_asgi.importer import ImportFromStringError, import_from_string
 from celeris_asgi.logging import DEFAULT_LOG_CONFIG, LogConfig, configure_logging, error_logger
+from celeris_asgi.protocols.http2.settings import H2Settings, H2SettingsError
 from celeris_asgi.systemd import Notifier, listen_fd
 
 if TYPE_CHECKING:
+    from celeris_asgi.asgi_types import Receive, Scope, Send
+    from celeris_asgi.middleware.proxy_headers import ProxyHeaders
     from celeris_asgi.settings import ServerSettings
 
 LOOP_CHOICES = ("auto", "asyncio", "uvloop", "none")
@@ -61,6 +65,8 @@ LOG_LEVELS = {
 DEFAULT_ACCESS_LOG_FORMAT = '%(client_addr)s - "%(r)s" %(s)s %(b)s %(M)sms'
 # TLS 1.2 suites allowed by RFC 9113 appendix A (no CBC, no RSA key exchange); TLS 1.3 is always on.
 DEFAULT_SSL_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20"
+# The --h2-* defaults are the HTTP/2 engine's own (one source); so are their bounds (validate()).
+H2_DEFAULTS = H2Settings()
 
 
 class ConfigError(ValueError):
@@ -111,12 +117,12 @@ def load_env_file(path: str) -> None:
         os.environ.setdefault(key, value)
 
 
-def check_websockets_available() -> None:
+def check_websockets_available(config: Config) -> None:
     """`--ws websockets` is an explicit ask: without the library, fail at start instead of serving
     upgrade requests as plain HTTP (what `--ws auto` quietly does)."""
-    from celeris_asgi.protocols.websocket import ServerProtocol
+    from celeris_asgi.protocols.websocket import websocket_enabled
 
-    if ServerProtocol is None:
+    if not websocket_enabled(config):
         raise ConfigError(
             "--ws websockets needs the websockets library, which cannot be imported: "
             "pip install 'websockets>=13.0' (or use --ws auto to serve without WebSockets)."
@@ -174,10 +180,19 @@ class Config:
         ssl_cert_reqs: int = ssl.CERT_NONE,
         ssl_ciphers: str | None = DEFAULT_SSL_CIPHERS,
         ssl_context_factory: Callable[[Config, Callable[[], ssl.SSLContext]], ssl.SSLContext] | None = None,
-        h2_max_concurrent_streams: int = 100,
-        h2_initial_window_size: int = 1024 * 1024,
-        h2_max_frame_size: int = 16384,
-        h2_max_header_list_size: int = 65536,
+        h2_max_concurrent_streams: int = H2_DEFAULTS.max_concurrent_streams,
+        h2_initial_window_size: int = H2_DEFAULTS.initial_window_size,
+        h2_max_frame_size: int = H2_DEFAULTS.max_frame_size,
+        h2_max_header_list_size: int = H2_DEFAULTS.max_header_list_size,
+        h2_header_table_size: int = H2_DEFAULTS.header_table_size,
+        h2_max_header_block_size: int = H2_DEFAULTS.max_header_block_size,
+        h2_max_continuation_frames: int = H2_DEFAULTS.max_continuation_frames,
+        h2_max_resets_per_interval: int = H2_DEFAULTS.max_resets_per_interval,
+        h2_max_pings_per_interval: int = H2_DEFAULTS.max_pings_per_interval,
+        h2_max_settings_per_interval: int = H2_DEFAULTS.max_settings_per_interval,
+        h2_max_empty_data_per_interval: int = H2_DEFAULTS.max_empty_data_per_interval,
+        h2_flood_interval: float = H2_DEFAULTS.flood_interval,
+        h2_settings_timeout: float = H2_DEFAULTS.settings_timeout,
         ws_max_size: int = 16 * 1024 * 1024,
         ws_max_queue: int = 32,
         ws_ping_interval: float | None = 20.0,
@@ -217,7 +232,7 @@ class Config:
         self.lifespan = lifespan
         self.root_path = root_path
         self.proxy_headers = proxy_headers
-        self.proxy: Any = None  # a ProxyHeaders once load() ran with --proxy-headers
+        self.proxy: ProxyHeaders | None = None  # built by load() with --proxy-headers
         if forwarded_allow_ips is None:
             forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
         if isinstance(forwarded_allow_ips, str):
@@ -264,6 +279,15 @@ class Config:
         self.h2_initial_window_size = h2_initial_window_size
         self.h2_max_frame_size = h2_max_frame_size
         self.h2_max_header_list_size = h2_max_header_list_size
+        self.h2_header_table_size = h2_header_table_size
+        self.h2_max_header_block_size = h2_max_header_block_size
+        self.h2_max_continuation_frames = h2_max_continuation_frames
+        self.h2_max_resets_per_interval = h2_max_resets_per_interval
+        self.h2_max_pings_per_interval = h2_max_pings_per_interval
+        self.h2_max_settings_per_interval = h2_max_settings_per_interval
+        self.h2_max_empty_data_per_interval = h2_max_empty_data_per_interval
+        self.h2_flood_interval = h2_flood_interval
+        self.h2_settings_timeout = h2_settings_timeout
         self.ws_max_size = ws_max_size
         self.ws_max_queue = ws_max_queue
         self.ws_ping_interval = ws_ping_interval
@@ -365,7 +389,7 @@ class Config:
                 f"--ssl-cert-reqs must be 0 (none), 1 (optional) or 2 (required); got {self.ssl_cert_reqs}."
             )
         if self.ws == "websockets":
-            check_websockets_available()
+            check_websockets_available(self)
         if isinstance(self.log_level, str) and self.log_level.lower() not in LOG_LEVELS:
             raise ConfigError(f"--log-level must be one of {', '.join(LOG_LEVELS)}; got {self.log_level!r}.")
         if not 0 <= int(self.port) <= 65535:
@@ -382,7 +406,6 @@ class Config:
             "--limit-request-header-size": self.limit_request_header_size,
             "--timeout-worker-healthcheck": self.timeout_worker_healthcheck,
             "--timeout-worker-startup": self.timeout_worker_startup,
-            "--h2-max-concurrent-streams": self.h2_max_concurrent_streams,
             "--ws-max-size": self.ws_max_size,
             "--ws-max-queue": self.ws_max_queue,
         }
@@ -404,12 +427,7 @@ class Config:
             raise ConfigError(f"--workers must be at least 1; got {self.workers}.")
         if self.limit_max_requests_jitter < 0:
             raise ConfigError("--limit-max-requests-jitter must not be negative.")
-        if not 65535 <= self.h2_initial_window_size <= 2**31 - 1:
-            raise ConfigError("--h2-initial-window-size must be between 65535 and 2147483647.")
-        if not 16384 <= self.h2_max_frame_size <= 2**24 - 1:
-            raise ConfigError("--h2-max-frame-size must be between 16384 and 16777215.")
-        if self.h2_max_header_list_size < 1024:
-            raise ConfigError("--h2-max-header-list-size must be at least 1024.")
+        self.h2 = self.build_h2_settings()
         if self.ssl_keyfile and not self.ssl_certfile:
             raise ConfigError("--ssl-keyfile needs --ssl-certfile.")
         if self.uds and self.fd is not None:
@@ -420,6 +438,27 @@ class Config:
             TrustedHosts(self.forwarded_allow_ips)
         except ValueError as exc:
             raise ConfigError(f"--forwarded-allow-ips: {exc}") from None
+
+    def build_h2_settings(self) -> H2Settings:
+        """The HTTP/2 engine's limits from every ``h2_<field>`` attribute: built, and so checked
+        against the engine's one set of bounds, once, here; the server shares the result."""
+        from celeris_asgi.protocols.websocket import websocket_enabled
+
+        values: dict[str, Any] = {}  # getattr's values: checked by H2Settings itself
+        for field in dataclasses.fields(H2Settings):
+            value = getattr(self, "h2_" + field.name, None)
+            if value is not None:
+                values[field.name] = value
+        # The connection window bounds the request body buffered per connection; twice the stream
+        # window keeps one stream whose app does not read from starving the others.
+        doubled = 2 * self.h2_initial_window_size
+        values["connection_window_size"] = min(max(H2_DEFAULTS.connection_window_size, doubled), 2**31 - 1)
+        values["send_timeout"] = self.timeout_send  # checked above as --timeout-send
+        values["enable_connect_protocol"] = websocket_enabled(self)  # RFC 8441 WebSockets
+        try:
+            return dataclasses.replace(H2_DEFAULTS, **values)
+        except H2SettingsError as exc:  # any other field it checks comes from an --h2-* flag
+            raise ConfigError(f"--h2-{exc.field.replace('_', '-')} {exc.rule}.") from None
 
     @property
     def is_ssl(self) -> bool:
@@ -483,6 +522,8 @@ class Config:
         ):
             if path and not os.path.isfile(path):
                 raise ConfigError(f"{flag} {str(path)!r} does not exist or is not a file.")
+        if not self.ssl_certfile:  # a --ssl-context-factory may call this without one
+            raise ConfigError("A TLS context needs --ssl-certfile (the certificate).")
         try:
             context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile, self.ssl_keyfile_password)
         except (OSError, ssl.SSLError) as exc:
@@ -543,10 +584,10 @@ class ASGI2App:
 
     __slots__ = ("app",)
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Callable[[Any], Callable[[Receive, Send], Awaitable[None]]]) -> None:
         self.app = app
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.app(scope)(receive, send)
 
 

@@ -131,7 +131,7 @@ def build_scope(
     }
     proxy = endpoint.proxy
     if proxy is not None:
-        return proxy.rewrite(scope)  # type: ignore[return-value,arg-type]
+        return proxy.rewrite(scope)
     return scope
 
 

@@ -133,7 +133,7 @@ def reopen_log_files() -> None:
                 if handler.stream is not None:
                     handler.flush()
                     handler.stream.close()
-                    handler.stream = None  # type: ignore[assignment]
+                    handler.stream = None
             finally:
                 handler.release()
     error_logger.info("Received SIGUSR1: log files reopened.")
@@ -159,7 +159,8 @@ class _Atoms(dict):  # type: ignore[type-arg]
 
     def _request_header(self, name: str) -> str:
         wanted = name.lower().encode("latin-1")
-        for key, value in self.scope["headers"]:
+        headers: list[tuple[bytes, bytes]] = self.scope["headers"]
+        for key, value in headers:
             if key == wanted:
                 return value.decode("latin-1")
         return "-"

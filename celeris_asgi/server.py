@@ -11,8 +11,8 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from types import FrameType
 
 from celeris_asgi.config import Config, ConfigError
 from celeris_asgi.headers import DefaultHeaders
@@ -214,13 +214,13 @@ class Server:
             with contextlib.suppress(OSError):
                 os.remove(self.config.uds)
 
-    def handle_exit(self, sig: int, frame: Any = None) -> None:
+    def handle_exit(self, sig: int, frame: FrameType | None = None) -> None:
         if self.should_exit:
             self.force_exit = True
         self.should_exit = True
 
     @contextlib.contextmanager
-    def capture_signals(self) -> Any:
+    def capture_signals(self) -> Iterator[None]:
         """SIGINT/SIGTERM set should_exit (twice: force_exit), SIGUSR1 reopens the log files; only in
         the main thread."""
         if not self.config.install_signal_handlers or threading.current_thread() is not threading.main_thread():

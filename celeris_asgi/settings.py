@@ -8,7 +8,6 @@ revalidates anything and mypy sees what each protocol reads.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -58,10 +57,10 @@ class ServerSettings:
     @classmethod
     def from_config(cls, config: Config) -> ServerSettings:
         """Build the settings of a loaded config (Config.load() ran: the app is imported)."""
-        from celeris_asgi.protocols.websocket import ServerProtocol
+        from celeris_asgi.protocols.websocket import websocket_enabled
 
         websocket = WebSocketSettings(
-            enabled=config.ws != "none" and ServerProtocol is not None,
+            enabled=websocket_enabled(config),
             max_size=config.ws_max_size,
             max_queue=config.ws_max_queue,
             ping_interval=config.ws_ping_interval or 0.0,
@@ -84,26 +83,6 @@ class ServerSettings:
             timeout_request_header=config.timeout_request_header,
             timeout_request_body=config.timeout_request_body,
             timeout_send=config.timeout_send,
-            h2=h2_settings(config, websocket.enabled),
+            h2=config.h2,
             websocket=websocket,
         )
-
-
-_H2_DEFAULTS = H2Settings()
-
-
-def h2_settings(config: Config, websockets: bool) -> H2Settings:
-    """The engine's limits from the config: every ``h2_<field>`` attribute it has, validated once."""
-    values: dict[str, object] = {}
-    for field in dataclasses.fields(H2Settings):
-        value = getattr(config, "h2_" + field.name, None)
-        if value is not None:
-            values[field.name] = value
-    values.setdefault("send_timeout", config.timeout_send)
-    # The connection window bounds the request body buffered per connection; twice the stream
-    # window keeps one stream whose app does not read from starving the others.
-    initial = values.get("initial_window_size", _H2_DEFAULTS.initial_window_size)
-    assert isinstance(initial, int)
-    values.setdefault("connection_window_size", min(max(_H2_DEFAULTS.connection_window_size, 2 * initial), 2**31 - 1))
-    values.setdefault("enable_connect_protocol", websockets)  # RFC 8441 WebSockets
-    return H2Settings(**values)  # type: ignore[arg-type]

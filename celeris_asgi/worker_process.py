@@ -27,9 +27,9 @@ import sys
 import time
 
 from celeris_asgi.config import Config, ConfigError
+from celeris_asgi.exits import EXIT_CONFIG, EXIT_OK, startup_failure_code
 from celeris_asgi.lifespan import LifespanFailed
 from celeris_asgi.logging import DEFAULT_LOG_CONFIG, access_logger, error_logger, reopen_log_files
-from celeris_asgi.main import EXIT_CONFIG, EXIT_OK, startup_failure_code
 from celeris_asgi.server import Server, new_event_loop
 
 READY = b"r"
@@ -116,9 +116,7 @@ class WorkerMonitor:
             reason = self.retire_reason(now)
             if reason is not None:
                 self.retiring = True
-                error_logger.info(
-                    "Asking the supervisor for a replacement: this worker %s.", RETIRE_REASONS[reason]
-                )
+                error_logger.info("Asking the supervisor for a replacement: this worker %s.", RETIRE_REASONS[reason])
                 self.send(reason)
 
     def retire_reason(self, now: float) -> bytes | None:

@@ -148,7 +148,7 @@ def test_our_larger_initial_window_takes_effect_when_the_client_acknowledges_it(
 
 
 def test_consumed_body_is_returned_to_the_client_in_batched_window_updates():
-    raw = Raw(H2Settings(connection_window_size=65535 * 2))
+    raw = Raw(H2Settings(initial_window_size=65535, connection_window_size=65535 * 2))
     raw.headers(1, end_stream=False)
     raw.send(frame(f.DATA, 0, 1, b"x" * 16384) * 2)
     raw.server.consume(1, 16384)

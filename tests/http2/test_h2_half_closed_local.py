@@ -114,7 +114,7 @@ def test_trailers_end_the_request_after_the_response():
 
 def test_the_connection_window_comes_back_but_the_stream_window_does_not():
     """The client may send at most its stream window of unread body; then the stream is reset (NO_ERROR)."""
-    raw = Raw(H2Settings(connection_window_size=65535))
+    raw = Raw(H2Settings(initial_window_size=65535, connection_window_size=65535))
     answered(raw)
     chunk = b"x" * 16384
     out = []
@@ -130,7 +130,7 @@ def test_the_connection_window_comes_back_but_the_stream_window_does_not():
 
 
 def test_a_spent_window_resets_at_once():
-    raw = Raw()
+    raw = Raw(H2Settings(initial_window_size=65535))
     raw.headers(1, POST, end_stream=False)
     for _ in range(3):
         raw.send(frame(f.DATA, 0, 1, b"x" * 16384))
