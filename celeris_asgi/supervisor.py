@@ -220,10 +220,10 @@ class Supervisor:
             except OSError as exc:
                 raise ConfigError(f"Cannot write --pid-file {self.config.pid_file!r}: {exc.strerror}.") from None
 
-    def install_signals(self) -> dict[int, Any]:
+    def install_signals(self) -> tuple[dict[signal.Signals, Any], int]:
+        """Our handlers and wake-up fd in; what was there before, for cleanup()."""
         previous = {sig: signal.signal(sig, self.on_signal) for sig in MASTER_SIGNALS}
-        previous[-1] = signal.set_wakeup_fd(self.wakeup[1], warn_on_full_buffer=False)
-        return previous
+        return previous, signal.set_wakeup_fd(self.wakeup[1], warn_on_full_buffer=False)
 
     def on_signal(self, sig: int, frame: Any) -> None:
         self.signals.append(sig)
@@ -248,7 +248,7 @@ class Supervisor:
             self.check_workers(now)
             self.reconcile(now)
 
-    def cleanup(self, previous: dict[int, Any]) -> None:
+    def cleanup(self, previous: tuple[dict[signal.Signals, Any], int]) -> None:
         """Leave nothing behind, whatever way the loop ended."""
         for worker in list(self.workers.values()):
             self.kill(worker, signal.SIGKILL)
@@ -258,8 +258,9 @@ class Supervisor:
         self.workers.clear()
         if self.watcher is not None:
             self.watcher.stop()
-        signal.set_wakeup_fd(previous.pop(-1))
-        for sig, handler in previous.items():
+        handlers, wakeup_fd = previous
+        signal.set_wakeup_fd(wakeup_fd)
+        for sig, handler in handlers.items():
             signal.signal(sig, handler)
         if self.selector is not None:
             self.selector.close()
