@@ -128,6 +128,7 @@ _OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
 
 def build_parser() -> argparse.ArgumentParser:
     from celeris_asgi import __version__
+    from celeris_asgi._compiled import build_mode
 
     parser = OneLineParser(
         prog="celeris",
@@ -147,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
         if env is not None:
             spec["default"] = env.splitlines() if spec.get("action") == "append" else env
         parser.add_argument(*flags, dest=dest, **spec)
-    parser.add_argument("--version", action="version", version=f"celeris-asgi {__version__}")
+    parser.add_argument("--version", action="version", version=f"celeris-asgi {__version__} ({build_mode()} core)")
     return parser
 
 
