@@ -53,7 +53,7 @@ class OptionalBuildExt(build_ext):
             from Cython import __version__ as cython_version
             from Cython.Build import cythonize
         except ImportError:
-            pure_python("Cython is not installed")
+            self.fall_back("Cython is not installed")
             return
         try:
             translated = cythonize(
@@ -67,12 +67,16 @@ class OptionalBuildExt(build_ext):
                 ext.sources = c_ext.sources  # the C files, on the Extensions setuptools has prepared
             super().run()
         except Exception as exc:  # no compiler, a failing compiler or a Cython error: the same answer
-            for ext in self.extensions:  # no half-compiled core in the wheel
-                Path(self.build_lib, self.get_ext_filename(ext.name)).unlink(missing_ok=True)
-            self.extensions[:] = []  # nothing for an editable install to link into the tree
-            pure_python(f"compiling failed: {type(exc).__name__}: {exc}")
+            self.fall_back(f"compiling failed: {type(exc).__name__}: {exc}")
             return
         say(f"compiled {len(self.extensions)} modules with Cython {cython_version}")
+
+    def fall_back(self, reason: str) -> None:
+        """Install the listed modules as Python: no compiled copy in the wheel (a half-built or earlier build)."""
+        for ext in self.extensions:
+            Path(self.build_lib, self.get_ext_filename(ext.name)).unlink(missing_ok=True)
+        self.extensions[:] = []  # nothing for an editable install to link into the tree
+        pure_python(reason)
 
 
 if DISABLED:
