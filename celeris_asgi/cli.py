@@ -186,6 +186,7 @@ def _with_default(help_text: str, dest: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     """The parser; a CELERIS_<FLAG> variable becomes that flag's default, which the command line beats."""
     from celeris_asgi import __version__
+    from celeris_asgi._compiled import build_mode
 
     parser = OneLineParser(
         prog="celeris",
@@ -213,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
             if env is not None:
                 spec["default"] = env.splitlines() if spec.get("action") == "append" else env
             parser.add_argument(flag, dest=dest, **spec)
-    parser.add_argument("--version", action="version", version=f"celeris-asgi {__version__}")
+    parser.add_argument("--version", action="version", version=f"celeris-asgi {__version__} ({build_mode()} core)")
     return parser
 
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from types import FrameType
 
+from celeris_asgi._compiled import build_mode
 from celeris_asgi.config import Config, ConfigError
 from celeris_asgi.headers import DefaultHeaders
 from celeris_asgi.lifespan import Lifespan
@@ -142,6 +143,7 @@ class Server:
             tune_gc_for_serving()
         self.started = True
         self.started_at = time.monotonic()
+        error_logger.info("Celeris is using the %s core", build_mode())
         for sock in sockets:
             self.log_listening(sock)
         config.sd_notify("READY=1", f"STATUS=Serving on {', '.join(map(self.describe, sockets))}")

@@ -147,7 +147,7 @@ def test_port_in_use_is_one_line_and_the_app_never_starts():
 def test_version_and_help():
     result = run_cli("--version")
     assert result.returncode == 0
-    assert re.fullmatch(r"celeris-asgi \d+\.\d+\.\d+\S*", result.stdout.strip())
+    assert re.fullmatch(r"celeris-asgi \d+\.\d+\.\d+\S* \((compiled|pure) core\)", result.stdout.strip())
     result = run_cli("--help")
     assert result.returncode == 0
     for flag in (
