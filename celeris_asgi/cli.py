@@ -21,8 +21,10 @@ from celeris_asgi.config import (
     HTTP_CHOICES,
     INTERFACE_CHOICES,
     LIFESPAN_CHOICES,
+    LOG_FORMAT_CHOICES,
     LOG_LEVELS,
     LOOP_CHOICES,
+    PROXY_PROTOCOL_CHOICES,
     UVICORN_HTTP,
     UVICORN_LOOPS,
     UVICORN_WS,
@@ -158,6 +160,9 @@ _OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--ws-ping-interval", {"type": float, "help": "Seconds between WebSocket pings."}),
     ("--ws-ping-timeout", {"type": float, "help": "Seconds to wait for a pong."}),
     ("--ws-per-message-deflate", {"bool_value": True, "help": "WebSocket permessage-deflate: true or false."}),
+    ("--metrics-address", {"metavar": "HOST:PORT", "help": "Serve Prometheus metrics here (off by default)."}),
+    ("--log-format", {"choices": LOG_FORMAT_CHOICES, "help": "Log lines as text or one JSON object each."}),
+    ("--proxy-protocol", {"choices": PROXY_PROTOCOL_CHOICES, "help": "Expect a PROXY header from trusted peers."}),
 ]
 
 

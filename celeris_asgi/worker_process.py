@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import mmap
 import os
 import resource
 import signal
@@ -30,6 +31,7 @@ from celeris_asgi.config import Config, ConfigError
 from celeris_asgi.lifespan import LifespanFailed
 from celeris_asgi.logging import DEFAULT_LOG_CONFIG, access_logger, error_logger, reopen_log_files
 from celeris_asgi.main import EXIT_CONFIG, EXIT_OK, startup_failure_code
+from celeris_asgi.metrics import Metrics
 from celeris_asgi.server import Server, new_event_loop
 
 READY = b"r"
@@ -178,9 +180,17 @@ def reset_signals() -> None:
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
 
 
-def run_worker(config: Config, sockets: list[socket.socket], pipe_fd: int, ppid: int) -> int:
-    """Serve in this (forked) worker until told to stop; return the process exit code."""
+def run_worker(
+    config: Config, sockets: list[socket.socket], pipe_fd: int, ppid: int, metrics_page: mmap.mmap | None = None
+) -> int:
+    """Serve in this (forked) worker until told to stop; return the process exit code.
+
+    With metrics on, the worker counts into `metrics_page`, shared with the master, which serves the scrapes.
+    """
     pid = os.getpid()
+    if metrics_page is not None:
+        config.metrics = Metrics(metrics_page)
+        config.metrics_address = None  # the master's listener, not this worker's
     if config.log_config is DEFAULT_LOG_CONFIG:
         error_logger.addFilter(PidPrefix(pid))
         access_logger.addFilter(PidPrefix(pid))
