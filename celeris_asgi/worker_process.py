@@ -191,7 +191,7 @@ def run_worker(
     if metrics_page is not None:
         config.metrics = Metrics(metrics_page)
         config.metrics_address = None  # the master's listener, not this worker's
-    if config.log_config is DEFAULT_LOG_CONFIG:
+    if config.log_config is DEFAULT_LOG_CONFIG and config.log_format == "text":  # JSON lines carry "pid"
         error_logger.addFilter(PidPrefix(pid))
         access_logger.addFilter(PidPrefix(pid))
     config.install_signal_handlers = False  # ours, below: they also tell the master
