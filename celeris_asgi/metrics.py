@@ -1,13 +1,15 @@
 """Prometheus metrics: per-worker counters in shared memory, summed by whoever serves the scrape.
 
 Every metric has a fixed set of label values (protocol, a known method or "other", a status class,
-an HTTP/2 error code...), so one worker's metrics are a flat array of float64 slots at offsets
-computed once at import. The array lives in an anonymous shared mapping the master creates before
-it forks the worker: the worker adds to its slots in place (an index and a float add per event, no
-lock, no message), and the master reads every live worker's array when scraped. When a worker
-exits, the master folds its counters into a "retired" array, so a restarted worker's counts are
-not lost (its gauges are dropped: nothing of it is in flight any more). A SIGKILLed worker loses
-nothing either: every count is already in the shared page.
+an HTTP/2 error code...), so one worker's metrics are a flat list of float slots at offsets
+computed once at import: an event is an index and an add on a Python list (three times cheaper
+than through a memoryview of shared memory, measured). Each server tick (0.1 s) a worker copies
+its list into a page of anonymous shared memory the master mapped before forking it, under a
+sequence number so the master never reads a half-written copy; the master sums the live pages
+when scraped. When a worker exits, the master folds its last copy's counters into a "retired"
+array, so a restarted worker's counts are not lost (its gauges are dropped: nothing of it is in
+flight any more). A worker stopped gracefully publishes once more on its way out; one killed
+with SIGKILL loses at most its last tick.
 
 With metrics off (the default) nothing of this exists: `ServerSettings.metrics` is None and the
 request cycle checks that once per request.
@@ -29,7 +31,7 @@ import mmap
 import os
 import selectors
 import socket
-from array import array
+import struct
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
 
@@ -94,13 +96,16 @@ H2_GOAWAYS = _layout.take(len(H2_ERROR_CODES))
 H2_RESETS = _layout.take(len(H2_ERROR_CODES))
 TLS_HANDSHAKE_FAILURES = _layout.take()
 SLOTS = _layout.size
-SLOT_BYTES = 8 * SLOTS
 GAUGES = (IN_FLIGHT, CONNECTIONS_OPEN, H2_STREAMS_OPEN, WEBSOCKETS_OPEN)
+# A worker's shared page: a sequence number (odd while the worker writes), then the slots.
+_SEQUENCE = struct.Struct("Q")
+_SLOTS = struct.Struct(f"{SLOTS}d")
+PAGE_BYTES = _SEQUENCE.size + _SLOTS.size
 
 
 def new_shared_buffer() -> mmap.mmap:
     """Zeroed anonymous memory shared with the children forked after it is made (one per worker)."""
-    return mmap.mmap(-1, SLOT_BYTES)
+    return mmap.mmap(-1, PAGE_BYTES)
 
 
 class Metrics:
@@ -109,11 +114,22 @@ class Metrics:
     Owners keep the call sites to one line each; the cycle calls request_started/request_finished.
     """
 
-    __slots__ = ("buffer", "values")
+    __slots__ = ("page", "sequence", "values")
 
-    def __init__(self, buffer: mmap.mmap | bytearray | None = None) -> None:
-        self.buffer = bytearray(SLOT_BYTES) if buffer is None else buffer
-        self.values = memoryview(self.buffer).cast("d")
+    def __init__(self, page: mmap.mmap | None = None) -> None:
+        self.values = [0.0] * SLOTS
+        self.page = page  # shared with the master (a supervised worker), else None
+        self.sequence = 0
+
+    def publish(self) -> None:
+        """Copy the slots into the shared page (every tick, and on the way out)."""
+        page = self.page
+        if page is not None:
+            self.sequence += 1
+            _SEQUENCE.pack_into(page, 0, self.sequence)  # odd: being written
+            _SLOTS.pack_into(page, _SEQUENCE.size, *self.values)
+            self.sequence += 1
+            _SEQUENCE.pack_into(page, 0, self.sequence)
 
     # ----- the request cycle -------------------------------------------------------------
 
@@ -334,11 +350,15 @@ def parse_address(raw: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def snapshot(buffer: mmap.mmap | bytearray) -> array[float]:
-    """A copy of a worker's slots (the worker keeps writing into the shared page)."""
-    values = array("d")
-    values.frombytes(buffer[:SLOT_BYTES])
-    return values
+def snapshot(page: mmap.mmap) -> tuple[float, ...]:
+    """A consistent copy of a worker's published slots (it may be publishing right now)."""
+    for _ in range(1000):
+        (before,) = _SEQUENCE.unpack_from(page)
+        values = _SLOTS.unpack_from(page, _SEQUENCE.size)
+        (after,) = _SEQUENCE.unpack_from(page)
+        if before == after and not before % 2:
+            break
+    return values  # a worker that died mid-copy: each slot is its old or its new value
 
 
 class MasterMetrics:

@@ -78,6 +78,7 @@ class WorkerMonitor:
     def __init__(self, server: Server, pipe_fd: int, ppid: int, request_limit: int | None) -> None:
         config = server.config
         self.server = server
+        self.metrics = config.metrics
         self.pipe_fd = pipe_fd
         self.ppid = ppid
         self.request_limit = request_limit
@@ -104,6 +105,8 @@ class WorkerMonitor:
             self.server.should_exit = True
 
     def __call__(self) -> None:
+        if self.metrics is not None:
+            self.metrics.publish()  # what the master's scrape sees
         now = time.monotonic()
         if not self.ready:
             self.ready = True
@@ -213,6 +216,8 @@ def run_worker(
 
         with asyncio.Runner(loop_factory=new_event_loop(config.loop)) as runner:
             runner.run(serve())
+        if config.metrics is not None:
+            config.metrics.publish()  # the requests finished while shutting down
     except (ConfigError, LifespanFailed) as exc:
         return startup_failure_code(exc)
     except Exception:
