@@ -343,8 +343,7 @@ class RequestCycle:
             self.owner.state.tasks.discard(self.task)
 
     async def run_measured(self, app: ASGIApp, metrics: Metrics) -> None:
-        """run() counted: in flight while the app runs, then its protocol, method, status and duration."""
-        metrics.request_started()
+        """run(), then count its protocol, method, status and duration."""
         loop = self.owner.loop
         started = loop.time()
         try:

@@ -156,7 +156,7 @@ class Server:
         assert metrics is not None
         address = parse_address(raw_address)
         try:
-            listener = await serve_scrapes(address, lambda: render_single(metrics))
+            listener = await serve_scrapes(address, lambda: render_single(metrics, len(self.state.tasks)))
         except OSError as exc:
             # A second gunicorn worker finds the port taken by the first: it serves on without it.
             error_logger.warning("Metrics not served on %s: %s.", raw_address, exc.strerror)

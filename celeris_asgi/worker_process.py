@@ -106,6 +106,7 @@ class WorkerMonitor:
 
     def __call__(self) -> None:
         if self.metrics is not None:
+            self.metrics.in_flight(len(self.server.state.tasks))
             self.metrics.publish()  # what the master's scrape sees
         now = time.monotonic()
         if not self.ready:
@@ -217,6 +218,7 @@ def run_worker(
         with asyncio.Runner(loop_factory=new_event_loop(config.loop)) as runner:
             runner.run(serve())
         if config.metrics is not None:
+            config.metrics.in_flight(0)
             config.metrics.publish()  # the requests finished while shutting down
     except (ConfigError, LifespanFailed) as exc:
         return startup_failure_code(exc)

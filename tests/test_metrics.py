@@ -186,11 +186,10 @@ def test_limit_concurrency_503_is_a_server_response(serve: object) -> None:
 
 def test_the_exposition_is_valid_text_format() -> None:
     metrics = Metrics()
-    metrics.request_started()
     metrics.request_finished("1.1", "GET", 200, 0.003)
     metrics.h2_goaway_sent(1)
     metrics.h2_reset_sent(99)  # an unknown code is "other"
-    text = render_single(metrics).decode()
+    text = render_single(metrics, 1).decode()
     line = re.compile(r'^[a-z_0-9]+(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? -?[0-9.e+]+$')
     for row in text.splitlines():
         assert row.startswith("# HELP ") or row.startswith("# TYPE ") or line.match(row), row
