@@ -252,7 +252,7 @@ class RequestCycle:
             self.respond_error(503, "Service Unavailable")
             owner.cycle_done(self)
             if metrics is not None:
-                metrics.request_refused(self.scope["http_version"], self.scope["method"], 503)
+                metrics.request_finished(self.scope["http_version"], self.scope["method"], 503, 0.0)
             return
         call = self.run(settings.app) if metrics is None else self.run_measured(settings.app, metrics)
         self.task = start_app_task(owner.state, call, owner.loop, eager=eager)

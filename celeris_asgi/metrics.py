@@ -105,7 +105,7 @@ _SUM = _HISTOGRAM_WIDTH - 1
 # Per protocol: (first slot of its request counters, first slot of its histogram).
 _BASES = [(REQUESTS + p * len(METHODS) * _ROW, DURATION + p * _HISTOGRAM_WIDTH) for p in range(len(PROTOCOLS))]
 _H1, _H2, _WS = _BASES
-_HTTP_BASES = {"1.0": _H1, "1.1": _H1, "2": _H2}
+_BASES_BY_PROTOCOL = {"1.0": _H1, "1.1": _H1, "2": _H2, "ws": _WS}  # keyed by the scope's http_version
 GAUGES = (IN_FLIGHT, CONNECTIONS_OPEN, H2_STREAMS_OPEN, WEBSOCKETS_OPEN)
 # A worker's shared page: a sequence number (odd while the worker writes), then the slots.
 _SEQUENCE = struct.Struct("Q")
@@ -148,17 +148,11 @@ class Metrics:
 
     # ----- the request cycle -------------------------------------------------------------
 
-    def request_finished(self, http_version: str, method: str, status: int, duration: float) -> None:
-        """The app call of a request returned (status 0: the client left before an answer)."""
-        self.count(_HTTP_BASES.get(http_version, _H1), method, status, duration)
-
-    def request_refused(self, http_version: str, method: str, status: int) -> None:
-        """A request answered without running the app (--limit-concurrency's 503)."""
-        self.count(_HTTP_BASES.get(http_version, _H1), method, status, 0.0)
-
-    def count(self, bases: tuple[int, int], method: str, status: int, duration: float) -> None:
+    def request_finished(self, protocol: str, method: str, status: int, duration: float) -> None:
+        """A request's app call returned (status 0: the client left before an answer); `protocol` is
+        the scope's http_version ("1.1", "2"...) or "ws". Refused requests come with duration 0."""
         values = self.values
-        requests, histogram = bases
+        requests, histogram = _BASES_BY_PROTOCOL.get(protocol, _H1)
         column = _STATUS_COLUMN[status // 100] if status < 600 else _NONE_COLUMN
         values[requests + _METHOD_ROW.get(method, _OTHER_ROW) + column] += 1
         values[histogram + bisect_left(DURATION_BUCKETS, duration)] += 1
@@ -201,7 +195,7 @@ class Metrics:
     def websocket_closed(self, method: str, status: int, duration: float) -> None:
         """A WebSocket session ended: counted as a `ws` request with its handshake status."""
         self.values[WEBSOCKETS_OPEN] -= 1
-        self.count(_WS, method, status, duration)
+        self.request_finished("ws", method, status, duration)
 
     def h2_goaway_sent(self, error_code: int) -> None:
         self.values[H2_GOAWAYS + min(error_code, len(H2_ERROR_CODES) - 1)] += 1

@@ -51,8 +51,6 @@ from celeris_asgi.worker_process import (
 )
 
 if TYPE_CHECKING:
-    import mmap
-
     from celeris_asgi.reload import Watcher
 
 POLL_INTERVAL = 0.2  # seconds; signals, worker messages and exits wake the loop at once
@@ -91,7 +89,6 @@ class Worker:
     killed: bool = False
     retire: bytes | None = None
     replaces: int | None = None  # pid of the worker this one takes over from once READY
-    metrics_page: mmap.mmap | None = None  # the worker's counters, shared with it (metrics on)
 
     @property
     def name(self) -> str:
@@ -357,7 +354,7 @@ class Supervisor:
         pid = self.fork(child, keep_sockets=not config.reuse_port)
         os.close(write_fd)
         os.set_blocking(read_fd, False)
-        worker = Worker(pid, read_fd, self.generation, time.monotonic(), metrics_page=page)
+        worker = Worker(pid, read_fd, self.generation, time.monotonic())
         if self.metrics is not None and page is not None:
             self.metrics.worker_started(page, pid)
         if replaces is not None:
