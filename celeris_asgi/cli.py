@@ -5,7 +5,8 @@ Config maps the values celeris does its own way and says so in the start-up log.
 Config alone: a flag not given is not passed on.
 
 Every flag can also come from the environment as CELERIS_<FLAG> (dashes become underscores;
-booleans take 1/0, true/false, yes/no, on/off; repeatable flags take one value per line).
+booleans take 1/0, true/false, yes/no, on/off; repeatable flags take one value per line), and from
+a TOML file given with --config (see config_file); flags beat variables, which beat the file.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from celeris_asgi.config import (
     HTTP_CHOICES,
     INTERFACE_CHOICES,
     LIFESPAN_CHOICES,
+    LOG_FORMAT_CHOICES,
     LOG_LEVELS,
     LOOP_CHOICES,
+    PROXY_PROTOCOL_CHOICES,
     UVICORN_HTTP,
     UVICORN_LOOPS,
     UVICORN_WS,
@@ -173,6 +176,9 @@ _OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--ws-ping-interval", {"type": float, "help": "Seconds between WebSocket pings."}),
     ("--ws-ping-timeout", {"type": float, "help": "Seconds to wait for a pong."}),
     ("--ws-per-message-deflate", {"bool_value": True, "help": "WebSocket permessage-deflate: true or false."}),
+    ("--metrics-address", {"metavar": "HOST:PORT", "help": "Serve Prometheus metrics here (off by default)."}),
+    ("--log-format", {"choices": LOG_FORMAT_CHOICES, "help": "Log lines as text or one JSON object each."}),
+    ("--proxy-protocol", {"choices": PROXY_PROTOCOL_CHOICES, "help": "Expect a PROXY header from trusted peers."}),
 ]
 
 
@@ -214,6 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
             if env is not None:
                 spec["default"] = env.splitlines() if spec.get("action") == "append" else env
             parser.add_argument(flag, dest=dest, **spec)
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        default=os.environ.get(ENV_PREFIX + "CONFIG"),
+        help="A TOML file with flag names as keys; flags and CELERIS_* variables override it.",
+    )
     parser.add_argument("--version", action="version", version=f"celeris-asgi {__version__} ({build_mode()} core)")
     return parser
 
@@ -222,6 +234,13 @@ def parse_config(argv: Sequence[str] | None = None) -> Config:
     """Parse the command line (and CELERIS_* variables) into a validated Config (which sets up logging)."""
     parser = build_parser()
     args = vars(parser.parse_args(argv))
+    config_file = args.pop("config")
+    if config_file:
+        from celeris_asgi.config_file import read_config_file
+
+        for dest, value in read_config_file(config_file, _OPTIONS).items():
+            if args.get(dest) is None:  # not set by a flag or a CELERIS_* variable
+                args[dest] = value
     app = args.pop("app") or os.environ.get(ENV_PREFIX + "APP")
     if not app:
         parser.error('missing APP, the application as "module:attribute" (e.g. celeris main:app)')

@@ -26,6 +26,7 @@ from celeris_asgi.systemd import Notifier, listen_fd
 
 if TYPE_CHECKING:
     from celeris_asgi.asgi_types import Receive, Scope, Send
+    from celeris_asgi.metrics import Metrics
     from celeris_asgi.middleware.proxy_headers import ProxyHeaders
     from celeris_asgi.settings import ServerSettings
 
@@ -34,6 +35,8 @@ HTTP_CHOICES = ("auto", "h1", "h2")
 WS_CHOICES = ("auto", "none", "websockets")
 LIFESPAN_CHOICES = ("auto", "on", "off")
 INTERFACE_CHOICES = ("auto", "asgi3", "asgi2", "wsgi")
+LOG_FORMAT_CHOICES = ("text", "json")
+PROXY_PROTOCOL_CHOICES = ("off", "v1", "v2")
 # uvicorn's names for implementations celeris has one of: accepted, mapped to celeris's own, and said
 # once in the start-up log (Config.notes). Values are (celeris value, what the user is told).
 UVICORN_HTTP = {
@@ -217,6 +220,9 @@ class Config:
         timeout_notify: float = 30,
         h11_max_incomplete_event_size: int | None = None,
         reset_contextvars: bool = False,
+        metrics_address: str | None = None,
+        log_format: str = "text",
+        proxy_protocol: str = "off",
     ) -> None:
         self.app = app
         self.host = host
@@ -312,6 +318,11 @@ class Config:
         self.timeout_notify = timeout_notify
         self.h11_max_incomplete_event_size = h11_max_incomplete_event_size
         self.reset_contextvars = reset_contextvars
+        self.metrics_address = metrics_address
+        # The Metrics this process counts into: a shared page from the master in a worker, else made by load().
+        self.metrics: Metrics | None = None
+        self.log_format = log_format
+        self.proxy_protocol = proxy_protocol
 
         self.loaded = False
         self.loaded_app: Any = None
@@ -321,7 +332,7 @@ class Config:
             load_env_file(env_file)
         self.validate()
         self.note_uvicorn_only_settings()
-        configure_logging(self.log_config, self.log_level, self.access_log, self.use_colors)
+        configure_logging(self.log_config, self.log_level, self.access_log, self.use_colors, self.log_format)
 
     def _from_uvicorn(self, flag: str, value: Any, mapping: dict[str, tuple[str, str]]) -> Any:
         """uvicorn's value for a setting celeris does its own way: celeris's nearest one, with a note."""
@@ -368,6 +379,8 @@ class Config:
             ("--ws", self.ws, WS_CHOICES),
             ("--lifespan", self.lifespan, LIFESPAN_CHOICES),
             ("--interface", self.interface, INTERFACE_CHOICES),
+            ("--log-format", self.log_format, LOG_FORMAT_CHOICES),
+            ("--proxy-protocol", self.proxy_protocol, PROXY_PROTOCOL_CHOICES),
         ):
             if value in choices or (name == "--loop" and ":" in str(value)):
                 continue  # --loop also takes a "module:factory" import string, as in uvicorn
@@ -428,6 +441,13 @@ class Config:
         if self.limit_max_requests_jitter < 0:
             raise ConfigError("--limit-max-requests-jitter must not be negative.")
         self.h2 = self.build_h2_settings()
+        if self.metrics_address is not None:
+            from celeris_asgi.metrics import parse_address
+
+            try:
+                parse_address(self.metrics_address)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
         if self.ssl_keyfile and not self.ssl_certfile:
             raise ConfigError("--ssl-keyfile needs --ssl-certfile.")
         if self.uds and self.fd is not None:
@@ -503,6 +523,10 @@ class Config:
 
             self.proxy = ProxyHeaders(self.forwarded_allow_ips)
         self.loaded_app = app
+        if self.metrics is None and self.metrics_address is not None:
+            from celeris_asgi.metrics import Metrics
+
+            self.metrics = Metrics()  # this process serves its own scrapes (no master)
         from celeris_asgi.settings import ServerSettings
 
         self.settings = ServerSettings.from_config(self)  # what the protocols read, built once

@@ -23,6 +23,7 @@ from celeris_asgi.logging import error_logger
 
 if TYPE_CHECKING:
     from celeris_asgi.asgi_types import ASGIApp, Headers, HTTPScope, Message
+    from celeris_asgi.metrics import Metrics
     from celeris_asgi.middleware.proxy_headers import ProxyHeaders
     from celeris_asgi.settings import ServerSettings
     from celeris_asgi.state import ServerState
@@ -245,16 +246,24 @@ class RequestCycle:
     def start(self, eager: bool = False) -> None:
         """Count the request and run the app, or answer 503 over --limit-concurrency."""
         owner = self.owner
-        if not admit(owner.state, owner.settings):
+        settings = owner.settings
+        metrics = settings.metrics
+        if not admit(owner.state, settings):
             self.respond_error(503, "Service Unavailable")
             owner.cycle_done(self)
+            if metrics is not None:
+                metrics.request_finished(self.scope["http_version"], self.scope["method"], 503, 0.0)
             return
-        self.task = start_app_task(owner.state, self.run(owner.settings.app), owner.loop, eager=eager)
+        call = self.run(settings.app) if metrics is None else self.run_measured(settings.app, metrics)
+        self.task = start_app_task(owner.state, call, owner.loop, eager=eager)
 
     def respond_error(self, status: int, reason: str) -> None:
         """Answer with a server-made response (see error_response) if nothing was sent yet."""
         if self.disconnected or self.phase >= HEAD_SENT:
             return
+        metrics = self.owner.settings.metrics
+        if metrics is not None:
+            metrics.server_response(status)
         headers, body = error_response(status, reason)
         self.phase = COMPLETE
         self.status = status
@@ -314,6 +323,9 @@ class RequestCycle:
         except BaseException as exc:
             if not self.disconnected:
                 error_logger.error("Exception in ASGI application", exc_info=exc)
+            metrics = self.owner.settings.metrics
+            if metrics is not None:
+                metrics.app_exception()
             self.app_failed()
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise
@@ -329,6 +341,16 @@ class RequestCycle:
         finally:
             self.owner.cycle_done(self)
             self.owner.state.tasks.discard(self.task)
+
+    async def run_measured(self, app: ASGIApp, metrics: Metrics) -> None:
+        """run(), then count its protocol, method, status and duration."""
+        loop = self.owner.loop
+        started = loop.time()
+        try:
+            await self.run(app)
+        finally:
+            scope = self.scope
+            metrics.request_finished(scope["http_version"], scope["method"], self.status, loop.time() - started)
 
     def app_failed(self) -> None:
         """The app raised: a 500 if the head is not out yet, else the response is aborted."""

@@ -139,6 +139,8 @@ class Server:
         for sock in sockets:
             server = await loop.create_server(factory, sock=sock, ssl=config.ssl, backlog=config.backlog)
             self.servers.append(server)
+        if config.metrics_address is not None:
+            await self.serve_metrics(config.metrics_address)
         if config.gc_tuning:
             tune_gc_for_serving()
         self.started = True
@@ -147,6 +149,23 @@ class Server:
         for sock in sockets:
             self.log_listening(sock)
         config.sd_notify("READY=1", f"STATUS=Serving on {', '.join(map(self.describe, sockets))}")
+
+    async def serve_metrics(self, raw_address: str) -> None:
+        """The metrics listener of a server without a master (--workers 1, a gunicorn worker)."""
+        from celeris_asgi.metrics import parse_address, render_single, serve_scrapes
+
+        metrics = self.config.metrics
+        assert metrics is not None
+        address = parse_address(raw_address)
+        try:
+            listener = await serve_scrapes(address, lambda: render_single(metrics, len(self.state.tasks)))
+        except OSError as exc:
+            # A second gunicorn worker finds the port taken by the first: it serves on without it.
+            error_logger.warning("Metrics not served on %s: %s.", raw_address, exc.strerror)
+            return
+        self.servers.append(listener)
+        host, port = listener.sockets[0].getsockname()[:2]
+        error_logger.info("Metrics on http://%s:%d/metrics", f"[{host}]" if ":" in host else host, port)
 
     def describe(self, sock: socket.socket) -> str:
         if sock.family == socket.AF_UNIX:

@@ -17,6 +17,7 @@ from celeris_asgi.protocols.http2.settings import H2Settings
 if TYPE_CHECKING:
     from celeris_asgi.asgi_types import ASGIApp
     from celeris_asgi.config import Config
+    from celeris_asgi.metrics import Metrics
     from celeris_asgi.middleware.proxy_headers import ProxyHeaders
 
 
@@ -53,6 +54,8 @@ class ServerSettings:
     timeout_send: float
     h2: H2Settings
     websocket: WebSocketSettings
+    metrics: Metrics | None = None  # None with metrics off: the request cycle checks it once per request
+    proxy_protocol: str = "off"  # off | v1 | v2: a PROXY header expected first from trusted peers
 
     @classmethod
     def from_config(cls, config: Config) -> ServerSettings:
@@ -85,4 +88,6 @@ class ServerSettings:
             timeout_send=config.timeout_send,
             h2=config.h2,
             websocket=websocket,
+            metrics=config.metrics,
+            proxy_protocol=config.proxy_protocol,
         )
