@@ -27,6 +27,7 @@ import asyncio
 import codecs
 import os
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 from celeris_asgi.cycle import ClientDisconnected, start_app_task
@@ -35,6 +36,7 @@ from celeris_asgi.logging import AccessLog, error_logger
 
 try:
     from websockets.datastructures import Headers
+    from websockets.exceptions import InvalidHandshake, InvalidHeader
     from websockets.extensions.permessage_deflate import enable_server_permessage_deflate
     from websockets.frames import Opcode
     from websockets.headers import parse_subprotocol
@@ -48,6 +50,7 @@ _EXTENSIONS: dict[str, Any] = {"websocket.http.response": {}}
 _CONNECT: dict[str, Any] = {"type": "websocket.connect"}
 CLOSE_TIMEOUT = 10.0  # seconds the peer has to answer our close frame (or to read our last bytes)
 PENDING_LIMIT = 64 * 1024  # bytes read ahead of the app's accept before reading pauses
+_VERSION_HEADERS = ((b"sec-websocket-version", b"13"),)  # RFC 6455 4.2.2: the versions this server speaks
 _MAX_REASON = 123  # a close frame's reason fits a 125-byte control frame with its 2-byte code
 
 # The app's side of the handshake.
@@ -242,12 +245,19 @@ class WebSocketSession:
         elif self.phase == _ACCEPTED:
             self.start_close(1011, "")
 
-    def respond_plain(self, status: int, body: bytes) -> None:
+    def refuse_handshake(self, exc: InvalidHandshake) -> None:
+        """400 for an invalid opening request; a version we do not speak gets the one we do (RFC 6455 4.2.2)."""
+        error_logger.debug("Invalid WebSocket handshake: %s", exc)
+        version = isinstance(exc, InvalidHeader) and exc.name == "Sec-WebSocket-Version"
+        self.respond_plain(400, f"Invalid WebSocket handshake: {exc}\n".encode(), _VERSION_HEADERS if version else ())
+
+    def respond_plain(self, status: int, body: bytes, extra: Sequence[tuple[bytes, bytes]] = ()) -> None:
         """A server-made HTTP answer instead of the handshake; the WebSocket never opens."""
         if self.closed or self.phase != _CONNECTING:
             return
         headers = [(b"content-type", b"text/plain; charset=utf-8")] if body else []
         headers.append((b"content-length", b"%d" % len(body)))
+        headers.extend(extra)
         self.phase = _DONE
         self.log_access(status)
         self.carrier.send_response(status, headers, body, False)
