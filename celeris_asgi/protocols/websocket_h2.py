@@ -60,11 +60,9 @@ class H2WebSocketStream:
             versions = [value for name, value in headers if name == b"sec-websocket-version"]
             if versions != [b"13"]:
                 raise InvalidHeaderValue("Sec-WebSocket-Version", b", ".join(versions).decode("latin-1"))
-            extensions, session.protocol.extensions = session.protocol.process_extensions(
-                handshake_headers(headers)
-            )
+            extensions, session.protocol.extensions = session.protocol.process_extensions(handshake_headers(headers))
         except InvalidHandshake as exc:
-            session.respond_plain(400, f"Invalid WebSocket handshake: {exc}\n".encode())
+            session.refuse_handshake(exc)
             return
         accept_headers = [(b"sec-websocket-extensions", extensions.encode("ascii"))] if extensions else []
         session.start(websocket_scope(session.scope, subprotocols), accept_headers)
@@ -117,9 +115,7 @@ class H2WebSocketStream:
         self.engine.send_headers(self.stream_id, 200, headers, False, self.conn.state.default_headers.pairs)
         self.conn.schedule_flush()
 
-    def send_response(
-        self, status: int, headers: list[tuple[bytes, bytes]], body: bytes, more_body: bool
-    ) -> None:
+    def send_response(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes, more_body: bool) -> None:
         defaults = self.conn.state.default_headers.pairs
         if body:
             self.engine.send_response(self.stream_id, status, headers, defaults, body, not more_body)
