@@ -646,6 +646,7 @@ class Supervisor:
             retire = worker.retire
             if outdated or retire is not None:
                 if self.metrics is not None:
-                    self.metrics.restarted(self.generation_reason if outdated or retire is None else RESTART_REASONS[retire])
+                    reason = self.generation_reason if outdated or retire is None else RESTART_REASONS[retire]
+                    self.metrics.restarted(reason)
                 self.spawn(replaces=worker)
                 return

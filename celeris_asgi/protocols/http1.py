@@ -465,7 +465,12 @@ class HTTP1Protocol(asyncio.Protocol):
             settings = h2c_request(self.config, scope, self.transfer_encoding)
             if settings is None:
                 return False
-        elif not (self.upgrade == b"websocket" and self.parser.should_upgrade() and websocket_enabled(self.config)):
+        elif not (
+            self.upgrade == b"websocket"
+            and scope["method"] == "GET"  # RFC 6455 4.1: any other method is a plain request
+            and self.parser.should_upgrade()
+            and websocket_enabled(self.config)
+        ):
             return False
         if self.proxy is not None:
             scope = self.proxy.rewrite(scope)

@@ -1,20 +1,11 @@
 """WebSocket (RFC 6455) for ASGI on the `websockets` sans-I/O protocol, over HTTP/1.1 or an HTTP/2 stream.
 
 `WebSocketSession` holds everything a WebSocket needs once its opening request has been read: the
-ASGI websocket scope with receive()/send(), the frame engine (`websockets.server.ServerProtocol`),
-message reassembly and UTF-8 checks, the bounded queue towards the app, keepalive pings, the close
-handshake and shutdown. It never touches a socket. A *carrier* moves its bytes and implements:
-
-    send_accept(headers)                         the handshake answer: 101 on HTTP/1.1, 200 on HTTP/2
-    send_response(status, headers, body, more)   a plain HTTP response instead (denial, 403, 500, 503)
-    send_body(body, more)                        later parts of that response
-    write(data)                                  WebSocket frames
-    close()                                      end cleanly once written (TCP close / END_STREAM)
-    abort()                                      end now (TCP abort / RST_STREAM)
-    pause_reading(), resume_reading()            backpressure towards the peer
-    write_paused                                 True while send() must wait for writing_resumed()
-
-and feeds the session with feed_data(), feed_eof(), writing_resumed(), connection_lost(),
+ASGI websocket scope with receive()/send(), the frame engine (websockets' ServerProtocol, reading
+frames into messages: websocket_engine.py), the bounded queue towards the app, keepalive pings, the
+close handshake and shutdown. It never touches a socket. A *carrier* moves its bytes and
+implements `WebSocketCarrier` (its names differ from a request cycle owner's on purpose: the two
+contracts are different) and feeds the session with feed_data(), feed_eof(), writing_resumed(), connection_lost(),
 check_timeouts() and shutdown(). The carriers: websocket_h1.py (after an HTTP/1.1 Upgrade) and
 websocket_h2.py (an HTTP/2 stream, RFC 8441). This module imports without the websockets library;
 websocket_enabled() then says no and upgrade requests stay plain HTTP (`--ws auto`; with
@@ -24,38 +15,76 @@ websocket_enabled() then says no and upgrade requests stay plain HTTP (`--ws aut
 from __future__ import annotations
 
 import asyncio
-import codecs
 import os
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from celeris_asgi.cycle import ClientDisconnected, admit, start_app_task
 from celeris_asgi.headers import validate_header
 from celeris_asgi.logging import error_logger
 
 if TYPE_CHECKING:
+    from celeris_asgi.asgi_types import Headers as AsgiHeaders
     from celeris_asgi.settings import ServerSettings
     from celeris_asgi.state import ServerState
 
 try:
     from websockets.datastructures import Headers
+    from websockets.exceptions import InvalidHandshake, InvalidHeader
     from websockets.extensions.permessage_deflate import enable_server_permessage_deflate
-    from websockets.frames import Opcode
+    from websockets.frames import Frame, Opcode
     from websockets.headers import parse_subprotocol
     from websockets.protocol import OPEN
     from websockets.server import ServerProtocol
+
+    from celeris_asgi.protocols.websocket_engine import FrameEngine
 except ImportError:  # the server still runs: upgrade requests are then served as plain HTTP
     ServerProtocol = None  # type: ignore[assignment,misc]
+
 
 _ASGI = {"version": "3.0", "spec_version": "2.4"}
 _EXTENSIONS: dict[str, Any] = {"websocket.http.response": {}}
 _CONNECT: dict[str, Any] = {"type": "websocket.connect"}
 CLOSE_TIMEOUT = 10.0  # seconds the peer has to answer our close frame (or to read our last bytes)
 PENDING_LIMIT = 64 * 1024  # bytes read ahead of the app's accept before reading pauses
+_VERSION_HEADERS = ((b"sec-websocket-version", b"13"),)  # RFC 6455 4.2.2: the versions this server speaks
 _MAX_REASON = 123  # a close frame's reason fits a 125-byte control frame with its 2-byte code
 
 # The app's side of the handshake.
 _CONNECTING, _ACCEPTED, _RESPONDING, _DONE = range(4)
+
+
+class WebSocketCarrier(Protocol):
+    """What a WebSocketSession needs from the connection or stream that carries it."""
+
+    @property
+    def write_paused(self) -> bool:
+        """True while send() must wait for the session's writing_resumed()."""
+
+    def send_accept(self, headers: AsgiHeaders) -> None:
+        """The handshake answer: 101 on HTTP/1.1, 200 on HTTP/2."""
+
+    def send_response(self, status: int, headers: AsgiHeaders, body: bytes, more_body: bool) -> None:
+        """A plain HTTP response instead of the handshake (denial, 403, 500, 503)."""
+
+    def send_body(self, body: bytes, more_body: bool) -> None:
+        """Later parts of that response."""
+
+    def send_frames(self, data: bytes) -> None:
+        """WebSocket frames."""
+
+    def end_cleanly(self) -> None:
+        """End once written (TCP close / END_STREAM)."""
+
+    def end_abruptly(self) -> None:
+        """End now (TCP abort / RST_STREAM)."""
+
+    def pause_reading(self) -> None:
+        """Backpressure towards the peer."""
+
+    def resume_reading(self) -> None:
+        """Reading may go on."""
 
 
 def websocket_enabled(config: Any) -> bool:
@@ -118,10 +147,10 @@ class WebSocketSession:
         "close_reason",
         "closed",
         "connect_sent",
-        "decoder",
         "drain_waiter",
         "eof",
-        "fragments",
+        "held",
+        "held_deadline",
         "loop",
         "low_water",
         "max_queue",
@@ -151,7 +180,7 @@ class WebSocketSession:
         settings: ServerSettings,
         state: ServerState,
         loop: asyncio.AbstractEventLoop,
-        carrier: Any,
+        carrier: WebSocketCarrier,
         http_scope: dict[str, Any],
         method: str,
     ) -> None:
@@ -162,7 +191,9 @@ class WebSocketSession:
         self.method = method  # GET over HTTP/1.1, CONNECT over HTTP/2 (for the access log)
         extensions = enable_server_permessage_deflate(None) if settings.websocket.per_message_deflate else None
         # state=OPEN: the carrier has done the HTTP part, so the engine only ever parses frames.
-        self.protocol = ServerProtocol(extensions=extensions, state=OPEN, max_size=settings.websocket.max_size)
+        self.protocol = FrameEngine(extensions=extensions, state=OPEN, max_size=settings.websocket.max_size)
+        self.held: list[bytes] | None = None  # the engine's closing bytes, waiting for the app (hold_close)
+        self.held_deadline = 0.0
         self.scope = http_scope  # until start() swaps in the websocket scope
         self.accept_headers: list[tuple[bytes, bytes]] = []
         self.access_log = settings.access_log
@@ -184,8 +215,6 @@ class WebSocketSession:
         self.closed = False
         self.close_code = 1006
         self.close_reason = ""
-        self.fragments: list[Any] = []
-        self.decoder: codecs.IncrementalDecoder | None = None
         self.ping_interval = settings.websocket.ping_interval
         self.ping_timeout = settings.websocket.ping_timeout
         self.ping_payload: bytes | None = None
@@ -242,12 +271,19 @@ class WebSocketSession:
         elif self.phase == _ACCEPTED:
             self.start_close(1011, "")
 
-    def respond_plain(self, status: int, body: bytes) -> None:
+    def refuse_handshake(self, exc: InvalidHandshake) -> None:
+        """400 for an invalid opening request; a version we do not speak gets the one we do (RFC 6455 4.2.2)."""
+        error_logger.debug("Invalid WebSocket handshake: %s", exc)
+        version = isinstance(exc, InvalidHeader) and exc.name == "Sec-WebSocket-Version"
+        self.respond_plain(400, f"Invalid WebSocket handshake: {exc}\n".encode(), _VERSION_HEADERS if version else ())
+
+    def respond_plain(self, status: int, body: bytes, extra: Sequence[tuple[bytes, bytes]] = ()) -> None:
         """A server-made HTTP answer instead of the handshake; the WebSocket never opens."""
         if self.closed or self.phase != _CONNECTING:
             return
         headers = [(b"content-type", b"text/plain; charset=utf-8")] if body else []
         headers.append((b"content-length", b"%d" % len(body)))
+        headers.extend(extra)
         self.phase = _DONE
         self.log_access(status)
         self.carrier.send_response(status, headers, body, False)
@@ -266,6 +302,8 @@ class WebSocketSession:
             return _CONNECT
         queue = self.queue
         while not queue:
+            if self.held is not None:  # the app has had every message that came before the close
+                self.release_close()
             if self.closed:
                 return {"type": "websocket.disconnect", "code": self.close_code, "reason": self.close_reason}
             self.waiter = self.loop.create_future()
@@ -284,17 +322,18 @@ class WebSocketSession:
         if kind == "websocket.send":
             if self.phase != _ACCEPTED or self.app_closed:
                 raise RuntimeError("'websocket.send' before 'websocket.accept' or after 'websocket.close'.")
-            if self.closed or self.protocol.state is not OPEN:
+            if self.closed or (self.protocol.state is not OPEN and self.held is None):
                 raise ClientDisconnected("The WebSocket is closed.")
             text = message.get("text")
             if text is not None:
-                self.protocol.send_text(text.encode())
+                frame = Frame(Opcode.TEXT, text.encode())
             else:
                 data = message.get("bytes")
                 if data is None:
                     raise RuntimeError("'websocket.send' needs 'bytes' or 'text'.")
-                self.protocol.send_binary(data)
-            self.flush()
+                frame = Frame(Opcode.BINARY, data)
+            # Serialized here, not by the engine: a reply still goes out while hold_close keeps the close.
+            self.carrier.send_frames(frame.serialize(mask=False, extensions=self.protocol.extensions))
             if self.carrier.write_paused:
                 await self.drain()
         elif kind == "websocket.accept":
@@ -391,16 +430,45 @@ class WebSocketSession:
         if self.eof:
             return
         protocol = self.protocol
+        if protocol.state is not OPEN:
+            # Our close frame is out: what the peer sends until its own close is read and dropped.
+            protocol.receive_data(data)
+            protocol.events_received()
+            self.flush()
+            return
+        queued = len(self.queue)
         protocol.receive_data(data)
         events = protocol.events_received()
         if events:
             self.handle_events(events)
-        self.flush()
+        writes = protocol.data_to_send()
+        if writes:
+            if protocol.state is not OPEN and len(self.queue) > queued:
+                self.hold_close(writes)
+            else:
+                self.write_out(writes)
+
+    def hold_close(self, writes: list[bytes]) -> None:
+        """Keep the engine's closing bytes until the app has taken the messages that came before them.
+
+        A read can bring valid messages and then a close frame or a protocol error. The messages are
+        delivered; the close (or failure) goes out once the app's next receive() finds none left, it
+        closes or ends, or CLOSE_TIMEOUT passes, so its replies to them are sent first (Autobahn 3.2,
+        5.15: a message before a bad frame is still answered). Nothing after the close is read.
+        """
+        self.held = writes
+        self.held_deadline = self.state.now + CLOSE_TIMEOUT
+
+    def release_close(self) -> None:
+        writes, self.held = self.held, None
+        if writes is not None:
+            self.write_out(writes)
 
     def feed_eof(self) -> None:
         if self.eof:
             return
         self.eof = True
+        self.release_close()
         if self.phase == _ACCEPTED:
             self.protocol.receive_eof()
             self.flush()
@@ -413,56 +481,19 @@ class WebSocketSession:
 
     def connection_lost(self) -> None:
         self.eof = True
+        self.held = None
         self.close_deadline = 0.0
         self.set_closed(1006, "")
         self.writing_resumed()
 
     def handle_events(self, events: list[Any]) -> None:
-        """Frames to ASGI messages: reassemble fragments, check UTF-8 as it arrives, match pongs."""
-        protocol = self.protocol
-        for frame in events:
-            opcode = frame.opcode
-            if opcode is Opcode.TEXT or opcode is Opcode.BINARY or opcode is Opcode.CONT:
-                if protocol.state is not OPEN:
-                    return  # a frame after a failure in this same read: the peer is being dropped
-                if frame.fin and opcode is not Opcode.CONT:  # the common case: a whole message
-                    data = frame.data
-                    if opcode is Opcode.BINARY:
-                        self.deliver({"type": "websocket.receive", "bytes": bytes(data)})
-                        continue
-                    try:
-                        text = data.decode()
-                    except UnicodeDecodeError as exc:
-                        protocol.fail(1007, f"invalid UTF-8: {exc.reason} at position {exc.start}")
-                        return
-                    self.deliver({"type": "websocket.receive", "text": text})
-                elif not self.assemble(frame):
-                    return
-            elif opcode is Opcode.PONG and frame.data == self.ping_payload:
+        """The engine's events: messages for the app (see websocket_engine.py), and pongs to match."""
+        for event in events:
+            if type(event) is dict:
+                self.deliver(event)
+            elif event.opcode is Opcode.PONG and event.data == self.ping_payload:
                 self.ping_payload = None
                 self.ping_deadline = 0.0
-
-    def assemble(self, frame: Any) -> bool:
-        """One fragment of a message; text is decoded as it arrives so bad UTF-8 fails fast (1007)."""
-        if frame.opcode is not Opcode.CONT:
-            self.decoder = codecs.getincrementaldecoder("utf-8")() if frame.opcode is Opcode.TEXT else None
-            self.fragments = []
-        decoder = self.decoder
-        part: Any = frame.data
-        if decoder is not None:
-            try:
-                part = decoder.decode(part, frame.fin)
-            except UnicodeDecodeError as exc:
-                self.protocol.fail(1007, f"invalid UTF-8: {exc.reason} at position {exc.start}")
-                return False
-        self.fragments.append(part)
-        if frame.fin:
-            fragments, self.fragments = self.fragments, []
-            if decoder is not None:
-                self.deliver({"type": "websocket.receive", "text": "".join(fragments)})
-            else:
-                self.deliver({"type": "websocket.receive", "bytes": b"".join(fragments)})
-        return True
 
     def deliver(self, message: dict[str, Any]) -> None:
         queue = self.queue
@@ -475,10 +506,13 @@ class WebSocketSession:
             self.carrier.pause_reading()
 
     def flush(self) -> None:
-        """Write what the engine produced; its end-of-stream marker means: close the carrier now."""
+        """Write what the engine produced."""
         writes = self.protocol.data_to_send()
-        if not writes:
-            return
+        if writes:
+            self.write_out(writes)
+
+    def write_out(self, writes: list[bytes]) -> None:
+        """Write the engine's output; its end-of-stream marker means: close the carrier now."""
         data = writes[0] if len(writes) == 1 else b"".join(writes)
         if data:
             self.carrier.send_frames(data)
@@ -508,6 +542,9 @@ class WebSocketSession:
 
     def start_close(self, code: int, reason: str) -> None:
         """Send our close frame; the peer's answer (or CLOSE_TIMEOUT) ends the connection."""
+        if self.held is not None:  # the peer's close or a failure is on its way out: that ends it
+            self.release_close()
+            return
         if self.closed or self.protocol.state is not OPEN:
             return
         self.protocol.send_close(code, _truncate_reason(reason))
@@ -518,6 +555,8 @@ class WebSocketSession:
 
     def check_timeouts(self, now: float) -> None:
         """Keepalive pings and the close-handshake deadline, on the server's clock tick."""
+        if self.held is not None and now >= self.held_deadline:
+            self.release_close()
         if self.close_deadline and now >= self.close_deadline:
             self.close_deadline = 0.0
             self.carrier.end_abruptly()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from websockets.exceptions import InvalidHandshake, InvalidMethod
+from websockets.exceptions import InvalidHandshake
 from websockets.http11 import Request
 
 from celeris_asgi.headers import status_line
@@ -64,9 +64,7 @@ class WebSocketProtocol(asyncio.Protocol):
             )
             accept_key, extensions, _ = session.protocol.process_request(request)
         except InvalidHandshake as exc:
-            error_logger.debug("Invalid WebSocket handshake: %s", exc)
-            status = 405 if isinstance(exc, InvalidMethod) else 400
-            session.respond_plain(status, f"Invalid WebSocket handshake: {exc}\n".encode())
+            session.refuse_handshake(exc)
             return
         accept_headers = [
             (b"upgrade", b"websocket"),
@@ -106,9 +104,7 @@ class WebSocketProtocol(asyncio.Protocol):
     def send_accept(self, headers: list[tuple[bytes, bytes]]) -> None:
         self.write_head(101, headers)
 
-    def send_response(
-        self, status: int, headers: list[tuple[bytes, bytes]], body: bytes, more_body: bool
-    ) -> None:
+    def send_response(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes, more_body: bool) -> None:
         """A plain HTTP/1.1 response on this connection, which then closes."""
         if not any(name.lower() == b"content-length" for name, _ in headers):
             if more_body:

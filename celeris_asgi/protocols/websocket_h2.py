@@ -91,7 +91,7 @@ class H2WebSocketStream:
                 raise InvalidHeaderValue("Sec-WebSocket-Version", b", ".join(versions).decode("latin-1"))
             extensions, session.protocol.extensions = session.protocol.process_extensions(handshake_headers(headers))
         except InvalidHandshake as exc:
-            session.respond_plain(400, f"Invalid WebSocket handshake: {exc}\n".encode())
+            session.refuse_handshake(exc)
             return
         accept_headers = [(b"sec-websocket-extensions", extensions.encode("ascii"))] if extensions else []
         session.start(websocket_scope(session.scope, subprotocols), accept_headers)
