@@ -22,24 +22,21 @@ from celeris_asgi.cycle import COMPLETE, Endpoint, RequestCycle, build_scope, er
 from celeris_asgi.logging import error_logger
 from celeris_asgi.protocols.addresses import client_address, server_address
 from celeris_asgi.protocols.flow import FlowControl
-from celeris_asgi.protocols.handoff import hand_over
 from celeris_asgi.protocols.http1_request import (
     GOOD_HOSTS,
-    H2C,
     METHODS,
     OWS,
-    WEBSOCKET,
     RequestError,
     check_declared_length,
     check_head,
     check_host,
-    chosen_upgrade,
     field_value,
     has_no_body,
     request_method,
     request_target,
 )
 from celeris_asgi.protocols.http1_response import ResponseWriter, informational
+from celeris_asgi.protocols.http1_upgrade import parser_after_declined_upgrade, switch_connection, upgrade_offer
 
 if TYPE_CHECKING:
     from celeris_asgi.asgi_types import Headers, HTTPScope
@@ -57,42 +54,6 @@ HEAD = 1  # a request head is being read: the header timeout, unless a response 
 BODY = 2  # the body of `parsing` is being read: the body timeout and the minimum rate
 RESPONDING = 3  # every request read is complete; a response is in progress: no read timeout
 CLOSING = 4  # refused, handed to another protocol, or lost: nothing more is read
-
-
-class _AfterStandInHead:
-    """Callbacks of the parser that reads on after a declined upgrade (see continue_declined_upgrade).
-
-    The stand-in head fed first is swallowed; its body and every later request go to the connection.
-    """
-
-    __slots__ = ("conn", "stand_in")
-
-    def __init__(self, conn: HTTP1Protocol) -> None:
-        self.conn = conn
-        self.stand_in = True
-
-    def on_message_begin(self) -> None:
-        if not self.stand_in:
-            self.conn.on_message_begin()
-
-    def on_url(self, url: bytes) -> None:
-        if not self.stand_in:
-            self.conn.on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if not self.stand_in:
-            self.conn.on_header(name, value)
-
-    def on_headers_complete(self) -> None:
-        if not self.stand_in:
-            self.conn.on_headers_complete()
-
-    def on_body(self, body: bytes) -> None:
-        self.conn.on_body(body)
-
-    def on_message_complete(self) -> None:
-        self.stand_in = False
-        self.conn.on_message_complete()
 
 
 class HTTP1Protocol(asyncio.Protocol):
@@ -202,9 +163,6 @@ class HTTP1Protocol(asyncio.Protocol):
         self.flow.resume_writing()  # a sender waiting in drain() returns
         self.transport = None
 
-    def eof_received(self) -> bool | None:
-        return None
-
     def pause_writing(self) -> None:
         self.flow.pause_writing(self.state.now, self.settings.timeout_send)
 
@@ -227,7 +185,7 @@ class HTTP1Protocol(asyncio.Protocol):
                 error_logger.error("Error while handling a request", exc_info=cause or exc)
                 self.refuse(500, "Internal Server Error")
         except httptools.HttpParserUpgrade as exc:
-            self.switch_protocol(data[exc.args[0] :])
+            self.at_upgrade_point(data[exc.args[0] :])
         except httptools.HttpParserInvalidMethodError:
             self.refuse(400, "Invalid HTTP method")
         except httptools.HttpParserError as exc:
@@ -350,8 +308,20 @@ class HTTP1Protocol(asyncio.Protocol):
         settings = self.settings
         state = self.state
         scope = build_scope(settings, state, self.endpoint, version, method, path, raw_path, query_string, self.headers)
-        if self.upgrade is not None and self.cycle is None and self.take_upgrade(version, scope):
-            return  # (an h2c body is read by HTTP/2; over the limit, stream 1 answers 413)
+        if self.upgrade is not None and self.cycle is None:
+            offer = upgrade_offer(
+                settings,
+                state,
+                self.endpoint,
+                version,
+                self.upgrade,
+                parser.should_upgrade(),
+                self.headers,
+                self.transfer_encoding,
+            )
+            if offer is not None:  # switched when httptools stops at the upgrade point (see at_upgrade_point)
+                self.switch = (offer[0], scope, offer[1])
+                return  # (an h2c body is read by HTTP/2; over the limit, stream 1 answers 413)
         content_length = self.content_length
         if content_length is not None:
             check_declared_length(content_length, settings.limit_request_body)
@@ -374,30 +344,6 @@ class HTTP1Protocol(asyncio.Protocol):
             # Pipelined: wait for the response in progress; stop reading until it is done.
             self.pipeline.append((cycle, keep_alive))
             self.pause_reading()
-
-    def take_upgrade(self, version: str, scope: HTTPScope) -> bool:
-        """An Upgrade this server takes over (h2c, websocket): True when the connection changes hands."""
-        settings = self.settings
-        kind = chosen_upgrade(
-            version,
-            self.upgrade or b"",
-            self.parser.should_upgrade(),
-            # h2c is cleartext only: judged on the connection itself, never on proxy headers
-            settings.http == "auto" and self.endpoint.scheme == "http" and not self.state.shutting_down,
-            settings.websocket.enabled,
-        )
-        h2c_settings = b""
-        if kind == H2C:
-            from celeris_asgi.protocols.http2.upgrade import h2c_settings as offered_h2c_settings
-
-            value = offered_h2c_settings(self.headers, self.transfer_encoding)
-            if value is None:
-                return False
-            h2c_settings = value
-        elif kind is None:
-            return False
-        self.switch = (kind, scope, h2c_settings)  # taken when httptools stops at the upgrade point
-        return True
 
     def on_body(self, body: bytes) -> None:
         cycle = self.parsing
@@ -430,50 +376,28 @@ class HTTP1Protocol(asyncio.Protocol):
             self.phase = RESPONDING
             self.deadline = 0.0
 
-    # ----- upgrades -------------------------------------------------------------------------
+    # ----- upgrades (see http1_upgrade.py) ---------------------------------------------------
 
-    def switch_protocol(self, rest: bytes) -> None:
+    def at_upgrade_point(self, rest: bytes) -> None:
         """httptools stopped at an Upgrade: hand the connection on, or read on as HTTP/1.1 if declined."""
         self.flush()
         switch, self.switch = self.switch, None
         transport = self.transport
-        if switch is None:
-            self.continue_declined_upgrade(rest)
-            return
-        if transport is None:
-            return
-        self.transport = None
-        self.phase = CLOSING
-        kind, scope, h2c_settings = switch
-        if kind == WEBSOCKET:
-            from celeris_asgi.protocols.websocket_h1 import WebSocketProtocol
-
-            carrier = WebSocketProtocol(self.settings, self.state, self.loop, scope)
-            hand_over(self.state, self, transport, carrier, rest)
-        else:
-            from celeris_asgi.protocols.http2.upgrade import upgrade_h2c
-
-            upgrade_h2c(self, transport, scope, h2c_settings, rest)
-
-    def continue_declined_upgrade(self, rest: bytes) -> None:
-        """RFC 9110 7.8: an Upgrade the server does not take is an ordinary request, and the connection goes on.
-
-        httptools stops at the upgrade point as if the request had no body, and stops for good. A fresh
-        parser reads on: first the body, framed by a stand-in head that says what the real one said, then
-        the requests that follow `rest`.
-        """
-        if self.parsing is None:  # no body (on_message_complete has run), or refused
-            self.parser = httptools.HttpRequestParser(self)
-        else:
-            framing = (
-                b"transfer-encoding: chunked"
-                if self.transfer_encoding is not None
-                else b"content-length: %d" % int(self.content_length or b"0")
-            )
-            self.parser = httptools.HttpRequestParser(_AfterStandInHead(self))
-            self.parser.feed_data(b"PUT / HTTP/1.1\r\n%s\r\n\r\n" % framing)
-        if rest and self.transport is not None and not self.transport.is_closing():
-            self.data_received(rest)
+        if switch is None:  # RFC 9110 7.8: a declined Upgrade is an ordinary request
+            framing = None
+            if self.parsing is not None:  # its body is still to come (else it had none, or it was refused)
+                framing = (
+                    b"transfer-encoding: chunked"
+                    if self.transfer_encoding is not None
+                    else b"content-length: %d" % int(self.content_length or b"0")
+                )
+            self.parser = parser_after_declined_upgrade(self, framing)
+            if rest and transport is not None and not transport.is_closing():
+                self.data_received(rest)
+        elif transport is not None:
+            self.transport = None
+            self.phase = CLOSING
+            switch_connection(self, transport, *switch, rest)
 
     # ----- running requests ----------------------------------------------------------------
 
