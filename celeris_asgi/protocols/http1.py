@@ -60,7 +60,7 @@ class HTTP1Protocol(asyncio.Protocol):
     """One HTTP/1.x connection."""
 
     __slots__ = (
-        "access_log",
+        "access_logging",
         "body_bytes",
         "body_deadline",
         "content_length",
@@ -99,7 +99,7 @@ class HTTP1Protocol(asyncio.Protocol):
         self.settings = settings
         self.state = state
         self.loop = loop or asyncio.get_running_loop()
-        self.access_log = settings.access_log.enabled
+        self.access_logging = settings.access_log.enabled
         self.head_limit = settings.limit_request_line + settings.limit_request_headers * (
             settings.limit_request_header_size + 4
         )
@@ -151,7 +151,7 @@ class HTTP1Protocol(asyncio.Protocol):
         self.phase = CLOSING
         cycle = self.cycle
         if cycle is not None:
-            if cycle.head_sent and self.access_log:
+            if cycle.head_sent and self.access_logging:
                 cycle.response_bytes = self.writer.sent
                 cycle.log_access()  # aborted mid-body (by the client or the server): log what was sent
             cycle.feed_disconnect()
@@ -330,7 +330,7 @@ class HTTP1Protocol(asyncio.Protocol):
             self,
             self.expect_continue and version == "1.1",
             has_no_body(self.transfer_encoding, content_length),  # the app's first receive() need not wait
-            self.loop.time() if self.access_log else 0.0,
+            self.loop.time() if self.access_logging else 0.0,
         )
         keep_alive = parser.should_keep_alive() and not state.shutting_down
         self.parsing = cycle
@@ -419,7 +419,7 @@ class HTTP1Protocol(asyncio.Protocol):
         if self.transport is None:
             return
         writer = self.writer
-        if cycle is not None and self.access_log:
+        if cycle is not None and self.access_logging:
             cycle.response_bytes = writer.sent
             cycle.log_access()
         if self.pending_refusal is not None:
