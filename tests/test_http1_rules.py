@@ -9,6 +9,7 @@ test_http1_correctness.py, test_http1_malformed.py and test_http1_behaviour.py.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import pytest
 
@@ -35,10 +36,10 @@ pytestmark = pytest.mark.timeout(10)
 SETTINGS = b"AAMAAABkAARAAAAAAAIAAAAA"  # a valid HTTP2-Settings value (base64url SETTINGS payload)
 
 
-def refused(rule: object, *args: object) -> tuple[int, str] | None:
+def refused(rule: Callable[..., object], *args: object) -> tuple[int, str] | None:
     """(status, reason) of the RequestError a rule raises, or None when it accepts."""
     try:
-        rule(*args)  # type: ignore[operator]
+        rule(*args)
     except RequestError as exc:
         return exc.status, exc.reason
     return None
