@@ -19,6 +19,7 @@ import sys
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
+from celeris_asgi.asgi_types import ASGIVersions
 from celeris_asgi.logging import error_logger
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from celeris_asgi.settings import ServerSettings
     from celeris_asgi.state import ServerState
 
-_ASGI = {"version": "3.0", "spec_version": "2.4"}
+ASGI_VERSIONS: ASGIVersions = {"version": "3.0", "spec_version": "2.4"}  # every scope's "asgi"
 HTTP_EXTENSIONS: dict[str, Any] = {"http.response.trailers": {}, "http.response.early_hint": {}}
 _DISCONNECT: dict[str, Any] = {"type": "http.disconnect"}
 # Python 3.12+ can start a task eagerly: a handler that never waits runs to completion right
@@ -116,7 +117,7 @@ def build_scope(
         raw_path = root_path.encode("ascii") + raw_path
     scope: HTTPScope = {
         "type": "http",
-        "asgi": _ASGI,  # type: ignore[typeddict-item]
+        "asgi": ASGI_VERSIONS,
         "http_version": http_version,
         "server": endpoint.server,
         "client": endpoint.client,

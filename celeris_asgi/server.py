@@ -130,9 +130,12 @@ class Server:
         config = self.config
         loop = asyncio.get_running_loop()
         state = self.state
+        settings = config.settings
+        if settings is None:
+            raise RuntimeError("Server.startup() before Config.load()")  # serve() loads it first
 
         def factory() -> asyncio.Protocol:
-            return ProtocolDetector(config, state, loop)
+            return ProtocolDetector(settings, state, loop)
 
         if sockets is None:
             sockets = [config.bind_socket()]

@@ -7,6 +7,7 @@ just been accepted, and the bytes already read past the switch point are fed to 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -17,12 +18,20 @@ def hand_over(
     state: ServerState,
     old: Connection,
     transport: asyncio.Transport,
-    new: asyncio.BaseProtocol,
+    new: asyncio.Protocol,
     buffered: bytes = b"",
+    start: Callable[[asyncio.Transport, bytes], None] | None = None,
 ) -> None:
-    """Give `transport` to `new`; `buffered` are the bytes read past the point where `old` stopped."""
+    """Give `transport` to `new`; `buffered` are the bytes read past the point where `old` stopped.
+
+    `start` replaces connection_made + data_received for a protocol that begins mid-conversation
+    (h2c: the upgrading request is stream 1).
+    """
     state.connections.discard(old)
     transport.set_protocol(new)
+    if start is not None:
+        start(transport, buffered)
+        return
     new.connection_made(transport)
     if buffered:
-        new.data_received(buffered)  # type: ignore[attr-defined]
+        new.data_received(buffered)

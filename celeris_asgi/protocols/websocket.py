@@ -20,12 +20,13 @@ from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from celeris_asgi.cycle import ClientDisconnected, admit, start_app_task
+from celeris_asgi.cycle import ASGI_VERSIONS, ClientDisconnected, admit, start_app_task
 from celeris_asgi.headers import validate_header
 from celeris_asgi.logging import error_logger
 
 if TYPE_CHECKING:
     from celeris_asgi.asgi_types import Headers as AsgiHeaders
+    from celeris_asgi.asgi_types import HTTPScope, WebSocketScope
     from celeris_asgi.settings import ServerSettings
     from celeris_asgi.state import ServerState
 
@@ -43,7 +44,6 @@ except ImportError:  # the server still runs: upgrade requests are then served a
     ServerProtocol = None  # type: ignore[assignment,misc]
 
 
-_ASGI = {"version": "3.0", "spec_version": "2.4"}
 _EXTENSIONS: dict[str, Any] = {"websocket.http.response": {}}
 _CONNECT: dict[str, Any] = {"type": "websocket.connect"}
 CLOSE_TIMEOUT = 10.0  # seconds the peer has to answer our close frame (or to read our last bytes)
@@ -92,11 +92,11 @@ def websocket_enabled(config: Any) -> bool:
     return config.ws != "none" and ServerProtocol is not None
 
 
-def websocket_scope(http_scope: dict[str, Any], subprotocols: list[str]) -> dict[str, Any]:
+def websocket_scope(http_scope: HTTPScope, subprotocols: list[str]) -> WebSocketScope:
     """The ASGI websocket scope (spec 2.4) for the opening request whose http scope was built."""
     return {
         "type": "websocket",
-        "asgi": _ASGI,
+        "asgi": ASGI_VERSIONS,
         "http_version": http_scope["http_version"],
         "scheme": "wss" if http_scope["scheme"] == "https" else "ws",
         "server": http_scope["server"],
@@ -181,7 +181,7 @@ class WebSocketSession:
         state: ServerState,
         loop: asyncio.AbstractEventLoop,
         carrier: WebSocketCarrier,
-        http_scope: dict[str, Any],
+        http_scope: HTTPScope,
         method: str,
     ) -> None:
         self.settings = settings
@@ -194,7 +194,7 @@ class WebSocketSession:
         self.protocol = FrameEngine(extensions=extensions, state=OPEN, max_size=settings.websocket.max_size)
         self.held: list[bytes] | None = None  # the engine's closing bytes, waiting for the app (hold_close)
         self.held_deadline = 0.0
-        self.scope = http_scope  # until start() swaps in the websocket scope
+        self.scope: HTTPScope | WebSocketScope = http_scope  # until start() swaps in the websocket scope
         self.accept_headers: list[tuple[bytes, bytes]] = []
         self.access_log = settings.access_log
         self.start_time = loop.time()
@@ -224,7 +224,7 @@ class WebSocketSession:
 
     # ----- start ---------------------------------------------------------------------------
 
-    def start(self, scope: dict[str, Any], accept_headers: list[tuple[bytes, bytes]]) -> None:
+    def start(self, scope: WebSocketScope, accept_headers: list[tuple[bytes, bytes]]) -> None:
         """Run the app for a valid opening request; accept_headers go into the handshake answer."""
         self.scope = scope
         self.accept_headers = accept_headers

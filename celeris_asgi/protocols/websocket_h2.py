@@ -62,6 +62,7 @@ class H2WebSocketStream:
         "finished",
         "held",
         "host",
+        "http_scope",
         "reading",
         "session",
         "stream_id",
@@ -77,13 +78,13 @@ class H2WebSocketStream:
         self.finished = False
         self.closing_deadline = 0.0
         self.blocked_since = 0.0
-        # (the session still types its scope as a plain dict)
-        self.session = WebSocketSession(host.settings, host.state, host.loop, self, http_scope, "CONNECT")  # type: ignore[arg-type]
+        self.http_scope = http_scope
+        self.session = WebSocketSession(host.settings, host.state, host.loop, self, http_scope, "CONNECT")
 
     def start(self, end_stream: bool) -> None:
         """Check the RFC 8441 handshake, negotiate extensions, run the app."""
         session = self.session
-        headers = session.scope["headers"]
+        headers = self.http_scope["headers"]
         try:
             subprotocols = offered_subprotocols(headers)
             versions = [value for name, value in headers if name == b"sec-websocket-version"]
@@ -94,7 +95,7 @@ class H2WebSocketStream:
             session.refuse_handshake(exc)
             return
         accept_headers = [(b"sec-websocket-extensions", extensions.encode("ascii"))] if extensions else []
-        session.start(websocket_scope(session.scope, subprotocols), accept_headers)
+        session.start(websocket_scope(self.http_scope, subprotocols), accept_headers)
         if end_stream:
             self.feed(b"", True)
 
