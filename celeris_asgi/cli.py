@@ -5,7 +5,8 @@ Config maps the values celeris does its own way and says so in the start-up log.
 Config alone: a flag not given is not passed on.
 
 Every flag can also come from the environment as CELERIS_<FLAG> (dashes become underscores;
-booleans take 1/0, true/false, yes/no, on/off; repeatable flags take one value per line).
+booleans take 1/0, true/false, yes/no, on/off; repeatable flags take one value per line), and from
+a TOML file given with --config (see config_file); flags beat variables, which beat the file.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from celeris_asgi.config import (
     HTTP_CHOICES,
     INTERFACE_CHOICES,
     LIFESPAN_CHOICES,
+    LOG_FORMAT_CHOICES,
     LOG_LEVELS,
     LOOP_CHOICES,
+    PROXY_PROTOCOL_CHOICES,
     UVICORN_HTTP,
     UVICORN_LOOPS,
     UVICORN_WS,
@@ -153,11 +156,29 @@ _OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--h2-initial-window-size", {"type": int, "help": "HTTP/2 receive window."}),
     ("--h2-max-frame-size", {"type": int, "help": "HTTP/2 max frame size."}),
     ("--h2-max-header-list-size", {"type": int, "help": "HTTP/2 max header list bytes."}),
+    ("--h2-header-table-size", {"type": int, "help": "HPACK dynamic table bytes a client may use for requests."}),
+    (
+        "--h2-max-header-block-size",
+        {"type": int, "help": "Max compressed header block bytes (HEADERS + CONTINUATION); more ends the connection."},
+    ),
+    ("--h2-max-continuation-frames", {"type": int, "help": "Max CONTINUATION frames in one header block."}),
+    ("--h2-max-resets-per-interval", {"type": int, "help": "Stream resets per --h2-flood-interval (rapid reset)."}),
+    ("--h2-max-pings-per-interval", {"type": int, "help": "PING frames per --h2-flood-interval."}),
+    ("--h2-max-settings-per-interval", {"type": int, "help": "SETTINGS frames per --h2-flood-interval."}),
+    ("--h2-max-empty-data-per-interval", {"type": int, "help": "Empty DATA frames per --h2-flood-interval."}),
+    (
+        "--h2-flood-interval",
+        {"type": float, "help": "Seconds the --h2-max-*-per-interval limits count over; above one, GOAWAY."},
+    ),
+    ("--h2-settings-timeout", {"type": float, "help": "Seconds a client has to acknowledge our SETTINGS."}),
     ("--ws-max-size", {"type": int, "help": "Max WebSocket message bytes."}),
     ("--ws-max-queue", {"type": int, "help": "WebSocket messages queued for the app."}),
     ("--ws-ping-interval", {"type": float, "help": "Seconds between WebSocket pings."}),
     ("--ws-ping-timeout", {"type": float, "help": "Seconds to wait for a pong."}),
     ("--ws-per-message-deflate", {"bool_value": True, "help": "WebSocket permessage-deflate: true or false."}),
+    ("--metrics-address", {"metavar": "HOST:PORT", "help": "Serve Prometheus metrics here (off by default)."}),
+    ("--log-format", {"choices": LOG_FORMAT_CHOICES, "help": "Log lines as text or one JSON object each."}),
+    ("--proxy-protocol", {"choices": PROXY_PROTOCOL_CHOICES, "help": "Expect a PROXY header from trusted peers."}),
 ]
 
 
@@ -199,6 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
             if env is not None:
                 spec["default"] = env.splitlines() if spec.get("action") == "append" else env
             parser.add_argument(flag, dest=dest, **spec)
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        default=os.environ.get(ENV_PREFIX + "CONFIG"),
+        help="A TOML file with flag names as keys; flags and CELERIS_* variables override it.",
+    )
     parser.add_argument("--version", action="version", version=f"celeris-asgi {__version__} ({build_mode()} core)")
     return parser
 
@@ -207,6 +234,13 @@ def parse_config(argv: Sequence[str] | None = None) -> Config:
     """Parse the command line (and CELERIS_* variables) into a validated Config (which sets up logging)."""
     parser = build_parser()
     args = vars(parser.parse_args(argv))
+    config_file = args.pop("config")
+    if config_file:
+        from celeris_asgi.config_file import read_config_file
+
+        for dest, value in read_config_file(config_file, _OPTIONS).items():
+            if args.get(dest) is None:  # not set by a flag or a CELERIS_* variable
+                args[dest] = value
     app = args.pop("app") or os.environ.get(ENV_PREFIX + "APP")
     if not app:
         parser.error('missing APP, the application as "module:attribute" (e.g. celeris main:app)')

@@ -6,6 +6,7 @@ worker all agree. A bad value raises `ConfigError` with one line a user can act 
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 import math
@@ -14,19 +15,28 @@ import socket
 import ssl
 import stat
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celeris_asgi.importer import ImportFromStringError, import_from_string
 from celeris_asgi.logging import DEFAULT_LOG_CONFIG, LogConfig, configure_logging, error_logger
+from celeris_asgi.protocols.http2.settings import H2Settings, H2SettingsError
 from celeris_asgi.systemd import Notifier, listen_fd
+
+if TYPE_CHECKING:
+    from celeris_asgi.asgi_types import Receive, Scope, Send
+    from celeris_asgi.metrics import Metrics
+    from celeris_asgi.middleware.proxy_headers import ProxyHeaders
+    from celeris_asgi.settings import ServerSettings
 
 LOOP_CHOICES = ("auto", "asyncio", "uvloop", "none")
 HTTP_CHOICES = ("auto", "h1", "h2")
 WS_CHOICES = ("auto", "none", "websockets")
 LIFESPAN_CHOICES = ("auto", "on", "off")
 INTERFACE_CHOICES = ("auto", "asgi3", "asgi2", "wsgi")
+LOG_FORMAT_CHOICES = ("text", "json")
+PROXY_PROTOCOL_CHOICES = ("off", "v1", "v2")
 # uvicorn's names for implementations celeris has one of: accepted, mapped to celeris's own, and said
 # once in the start-up log (Config.notes). Values are (celeris value, what the user is told).
 UVICORN_HTTP = {
@@ -58,6 +68,8 @@ LOG_LEVELS = {
 DEFAULT_ACCESS_LOG_FORMAT = '%(client_addr)s - "%(r)s" %(s)s %(b)s %(M)sms'
 # TLS 1.2 suites allowed by RFC 9113 appendix A (no CBC, no RSA key exchange); TLS 1.3 is always on.
 DEFAULT_SSL_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20"
+# The --h2-* defaults are the HTTP/2 engine's own (one source); so are their bounds (validate()).
+H2_DEFAULTS = H2Settings()
 
 
 class ConfigError(ValueError):
@@ -108,12 +120,12 @@ def load_env_file(path: str) -> None:
         os.environ.setdefault(key, value)
 
 
-def check_websockets_available() -> None:
+def check_websockets_available(config: Config) -> None:
     """`--ws websockets` is an explicit ask: without the library, fail at start instead of serving
     upgrade requests as plain HTTP (what `--ws auto` quietly does)."""
-    from celeris_asgi.protocols.websocket import ServerProtocol
+    from celeris_asgi.protocols.websocket import websocket_enabled
 
-    if ServerProtocol is None:
+    if not websocket_enabled(config):
         raise ConfigError(
             "--ws websockets needs the websockets library, which cannot be imported: "
             "pip install 'websockets>=13.0' (or use --ws auto to serve without WebSockets)."
@@ -171,10 +183,19 @@ class Config:
         ssl_cert_reqs: int = ssl.CERT_NONE,
         ssl_ciphers: str | None = DEFAULT_SSL_CIPHERS,
         ssl_context_factory: Callable[[Config, Callable[[], ssl.SSLContext]], ssl.SSLContext] | None = None,
-        h2_max_concurrent_streams: int = 100,
-        h2_initial_window_size: int = 1024 * 1024,
-        h2_max_frame_size: int = 16384,
-        h2_max_header_list_size: int = 65536,
+        h2_max_concurrent_streams: int = H2_DEFAULTS.max_concurrent_streams,
+        h2_initial_window_size: int = H2_DEFAULTS.initial_window_size,
+        h2_max_frame_size: int = H2_DEFAULTS.max_frame_size,
+        h2_max_header_list_size: int = H2_DEFAULTS.max_header_list_size,
+        h2_header_table_size: int = H2_DEFAULTS.header_table_size,
+        h2_max_header_block_size: int = H2_DEFAULTS.max_header_block_size,
+        h2_max_continuation_frames: int = H2_DEFAULTS.max_continuation_frames,
+        h2_max_resets_per_interval: int = H2_DEFAULTS.max_resets_per_interval,
+        h2_max_pings_per_interval: int = H2_DEFAULTS.max_pings_per_interval,
+        h2_max_settings_per_interval: int = H2_DEFAULTS.max_settings_per_interval,
+        h2_max_empty_data_per_interval: int = H2_DEFAULTS.max_empty_data_per_interval,
+        h2_flood_interval: float = H2_DEFAULTS.flood_interval,
+        h2_settings_timeout: float = H2_DEFAULTS.settings_timeout,
         ws_max_size: int = 16 * 1024 * 1024,
         ws_max_queue: int = 32,
         ws_ping_interval: float | None = 20.0,
@@ -199,6 +220,9 @@ class Config:
         timeout_notify: float = 30,
         h11_max_incomplete_event_size: int | None = None,
         reset_contextvars: bool = False,
+        metrics_address: str | None = None,
+        log_format: str = "text",
+        proxy_protocol: str = "off",
     ) -> None:
         self.app = app
         self.host = host
@@ -214,7 +238,7 @@ class Config:
         self.lifespan = lifespan
         self.root_path = root_path
         self.proxy_headers = proxy_headers
-        self.proxy: Any = None  # a ProxyHeaders once load() ran with --proxy-headers
+        self.proxy: ProxyHeaders | None = None  # built by load() with --proxy-headers
         if forwarded_allow_ips is None:
             forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
         if isinstance(forwarded_allow_ips, str):
@@ -261,6 +285,15 @@ class Config:
         self.h2_initial_window_size = h2_initial_window_size
         self.h2_max_frame_size = h2_max_frame_size
         self.h2_max_header_list_size = h2_max_header_list_size
+        self.h2_header_table_size = h2_header_table_size
+        self.h2_max_header_block_size = h2_max_header_block_size
+        self.h2_max_continuation_frames = h2_max_continuation_frames
+        self.h2_max_resets_per_interval = h2_max_resets_per_interval
+        self.h2_max_pings_per_interval = h2_max_pings_per_interval
+        self.h2_max_settings_per_interval = h2_max_settings_per_interval
+        self.h2_max_empty_data_per_interval = h2_max_empty_data_per_interval
+        self.h2_flood_interval = h2_flood_interval
+        self.h2_settings_timeout = h2_settings_timeout
         self.ws_max_size = ws_max_size
         self.ws_max_queue = ws_max_queue
         self.ws_ping_interval = ws_ping_interval
@@ -285,15 +318,21 @@ class Config:
         self.timeout_notify = timeout_notify
         self.h11_max_incomplete_event_size = h11_max_incomplete_event_size
         self.reset_contextvars = reset_contextvars
+        self.metrics_address = metrics_address
+        # The Metrics this process counts into: a shared page from the master in a worker, else made by load().
+        self.metrics: Metrics | None = None
+        self.log_format = log_format
+        self.proxy_protocol = proxy_protocol
 
         self.loaded = False
         self.loaded_app: Any = None
+        self.settings: ServerSettings | None = None  # built by load()
         self.ssl: ssl.SSLContext | None = None
         if env_file is not None:
             load_env_file(env_file)
         self.validate()
         self.note_uvicorn_only_settings()
-        configure_logging(self.log_config, self.log_level, self.access_log, self.use_colors)
+        configure_logging(self.log_config, self.log_level, self.access_log, self.use_colors, self.log_format)
 
     def _from_uvicorn(self, flag: str, value: Any, mapping: dict[str, tuple[str, str]]) -> Any:
         """uvicorn's value for a setting celeris does its own way: celeris's nearest one, with a note."""
@@ -340,6 +379,8 @@ class Config:
             ("--ws", self.ws, WS_CHOICES),
             ("--lifespan", self.lifespan, LIFESPAN_CHOICES),
             ("--interface", self.interface, INTERFACE_CHOICES),
+            ("--log-format", self.log_format, LOG_FORMAT_CHOICES),
+            ("--proxy-protocol", self.proxy_protocol, PROXY_PROTOCOL_CHOICES),
         ):
             if value in choices or (name == "--loop" and ":" in str(value)):
                 continue  # --loop also takes a "module:factory" import string, as in uvicorn
@@ -361,7 +402,7 @@ class Config:
                 f"--ssl-cert-reqs must be 0 (none), 1 (optional) or 2 (required); got {self.ssl_cert_reqs}."
             )
         if self.ws == "websockets":
-            check_websockets_available()
+            check_websockets_available(self)
         if isinstance(self.log_level, str) and self.log_level.lower() not in LOG_LEVELS:
             raise ConfigError(f"--log-level must be one of {', '.join(LOG_LEVELS)}; got {self.log_level!r}.")
         if not 0 <= int(self.port) <= 65535:
@@ -378,7 +419,6 @@ class Config:
             "--limit-request-header-size": self.limit_request_header_size,
             "--timeout-worker-healthcheck": self.timeout_worker_healthcheck,
             "--timeout-worker-startup": self.timeout_worker_startup,
-            "--h2-max-concurrent-streams": self.h2_max_concurrent_streams,
             "--ws-max-size": self.ws_max_size,
             "--ws-max-queue": self.ws_max_queue,
         }
@@ -400,12 +440,14 @@ class Config:
             raise ConfigError(f"--workers must be at least 1; got {self.workers}.")
         if self.limit_max_requests_jitter < 0:
             raise ConfigError("--limit-max-requests-jitter must not be negative.")
-        if not 65535 <= self.h2_initial_window_size <= 2**31 - 1:
-            raise ConfigError("--h2-initial-window-size must be between 65535 and 2147483647.")
-        if not 16384 <= self.h2_max_frame_size <= 2**24 - 1:
-            raise ConfigError("--h2-max-frame-size must be between 16384 and 16777215.")
-        if self.h2_max_header_list_size < 1024:
-            raise ConfigError("--h2-max-header-list-size must be at least 1024.")
+        self.h2 = self.build_h2_settings()
+        if self.metrics_address is not None:
+            from celeris_asgi.metrics import parse_address
+
+            try:
+                parse_address(self.metrics_address)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
         if self.ssl_keyfile and not self.ssl_certfile:
             raise ConfigError("--ssl-keyfile needs --ssl-certfile.")
         if self.uds and self.fd is not None:
@@ -416,6 +458,27 @@ class Config:
             TrustedHosts(self.forwarded_allow_ips)
         except ValueError as exc:
             raise ConfigError(f"--forwarded-allow-ips: {exc}") from None
+
+    def build_h2_settings(self) -> H2Settings:
+        """The HTTP/2 engine's limits from every ``h2_<field>`` attribute: built, and so checked
+        against the engine's one set of bounds, once, here; the server shares the result."""
+        from celeris_asgi.protocols.websocket import websocket_enabled
+
+        values: dict[str, Any] = {}  # getattr's values: checked by H2Settings itself
+        for field in dataclasses.fields(H2Settings):
+            value = getattr(self, "h2_" + field.name, None)
+            if value is not None:
+                values[field.name] = value
+        # The connection window bounds the request body buffered per connection; twice the stream
+        # window keeps one stream whose app does not read from starving the others.
+        doubled = 2 * self.h2_initial_window_size
+        values["connection_window_size"] = min(max(H2_DEFAULTS.connection_window_size, doubled), 2**31 - 1)
+        values["send_timeout"] = self.timeout_send  # checked above as --timeout-send
+        values["enable_connect_protocol"] = websocket_enabled(self)  # RFC 8441 WebSockets
+        try:
+            return dataclasses.replace(H2_DEFAULTS, **values)
+        except H2SettingsError as exc:  # any other field it checks comes from an --h2-* flag
+            raise ConfigError(f"--h2-{exc.field.replace('_', '-')} {exc.rule}.") from None
 
     @property
     def is_ssl(self) -> bool:
@@ -460,6 +523,13 @@ class Config:
 
             self.proxy = ProxyHeaders(self.forwarded_allow_ips)
         self.loaded_app = app
+        if self.metrics is None and self.metrics_address is not None:
+            from celeris_asgi.metrics import Metrics
+
+            self.metrics = Metrics()  # this process serves its own scrapes (no master)
+        from celeris_asgi.settings import ServerSettings
+
+        self.settings = ServerSettings.from_config(self)  # what the protocols read, built once
         self.loaded = True
 
     def create_ssl_context(self) -> ssl.SSLContext:
@@ -476,6 +546,8 @@ class Config:
         ):
             if path and not os.path.isfile(path):
                 raise ConfigError(f"{flag} {str(path)!r} does not exist or is not a file.")
+        if not self.ssl_certfile:  # a --ssl-context-factory may call this without one
+            raise ConfigError("A TLS context needs --ssl-certfile (the certificate).")
         try:
             context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile, self.ssl_keyfile_password)
         except (OSError, ssl.SSLError) as exc:
@@ -536,10 +608,10 @@ class ASGI2App:
 
     __slots__ = ("app",)
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Callable[[Any], Callable[[Receive, Send], Awaitable[None]]]) -> None:
         self.app = app
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.app(scope)(receive, send)
 
 

@@ -1,20 +1,15 @@
-"""The per-request ASGI cycle shared by HTTP/1.1 and HTTP/2: scope, receive(), send().
+"""The request cycle: the one place every HTTP request enters and leaves, whatever its protocol.
 
-The ASGI rules (message order, 500 on an early exception, http.disconnect, backpressure) live here
-once; a wire protocol only turns the calls below into bytes. The protocol side implements:
+HTTP/1.1, HTTP/2 and the WebSocket session share what is here: one scope builder (`build_scope`),
+one start (`admit` + `RequestCycle.start`: count the request, --limit-concurrency's 503, the app
+task, eagerly where Python allows), one server-made answer (`error_response`, sent through the
+owner like the app's own responses, so it carries the same Date/Server headers), one access-log
+call (`RequestCycle.log_access`), and the ASGI rules (message order, 500 before the head and an
+aborted response after it, http.disconnect, backpressure) with the response's ASGI state in one
+field, `phase`, changed only by the cycle's own methods.
 
-    write_head(cycle, status, headers, body, more_body) -> bool   first body part with the head
-    write_body(cycle, body, more_body) -> bool                    later body parts
-    write_trailers(cycle, headers) -> bool                        ends a response that announced trailers
-    write_informational(cycle, status, headers) -> None           1xx (100 Continue, 103 Early Hints)
-    drain(cycle) -> Awaitable[None]                               waits until writing may go on
-    body_consumed(cycle, nbytes) -> None                          the app took body bytes (flow control)
-    abort(cycle) -> None                                          the app failed mid-response
-    cycle_done(cycle) -> None                                     the app returned (pipelining, logs)
-
-The write_* methods return True when the caller must `await drain(cycle)` before going on (the
-transport is above its high-water mark, or an HTTP/2 window is closed). The protocol feeds the
-request side with feed_body(), feed_eof() and feed_disconnect().
+A wire protocol owns each cycle and implements `CycleOwner`: it turns the cycle's calls into
+bytes and feeds the request side with feed_body(), feed_eof() and feed_disconnect().
 """
 
 from __future__ import annotations
@@ -22,18 +17,138 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from celeris_asgi.asgi_types import ASGIVersions
 from celeris_asgi.logging import error_logger
 
+if TYPE_CHECKING:
+    from celeris_asgi.asgi_types import ASGIApp, Headers, HTTPScope, Message
+    from celeris_asgi.metrics import Metrics
+    from celeris_asgi.middleware.proxy_headers import ProxyHeaders
+    from celeris_asgi.settings import ServerSettings
+    from celeris_asgi.state import ServerState
+
+ASGI_VERSIONS: ASGIVersions = {"version": "3.0", "spec_version": "2.4"}  # every scope's "asgi"
+HTTP_EXTENSIONS: dict[str, Any] = {"http.response.trailers": {}, "http.response.early_hint": {}}
 _DISCONNECT: dict[str, Any] = {"type": "http.disconnect"}
 # Python 3.12+ can start a task eagerly: a handler that never waits runs to completion right
 # away, with no trip through the event loop (and no done-callback when it finished).
 EAGER_TASKS = sys.version_info >= (3, 12)
 
+# The response's ASGI state (RequestCycle.phase), in order; each only ever moves forward.
+PENDING = 0  # no http.response.start yet
+STARTED = 1  # http.response.start received; the head waits for the first body part
+HEAD_SENT = 2  # the head is written (with the first body part)
+TRAILERS = 3  # the body is complete; http.response.trailers still to come
+COMPLETE = 4  # the whole response is handed to the owner
+
+
+class CycleOwner(Protocol):
+    """What a request cycle needs from the protocol that carries it (HTTP/1.1 or an HTTP/2 stream).
+
+    The write_* methods return True when the caller must `await drain(cycle)` before going on (the
+    transport is above its high-water mark, or an HTTP/2 window is closed).
+    """
+
+    settings: ServerSettings
+    state: ServerState
+    loop: asyncio.AbstractEventLoop
+
+    def write_head(self, cycle: RequestCycle, status: int, headers: Headers, body: bytes, more_body: bool) -> bool:
+        """The head with the first body part (maybe empty)."""
+
+    def write_body(self, cycle: RequestCycle, body: bytes, more_body: bool) -> bool:
+        """A later body part."""
+
+    def write_trailers(self, cycle: RequestCycle, headers: Headers) -> bool:
+        """Trailer fields; the response is complete once cycle.phase is COMPLETE."""
+
+    def write_informational(self, cycle: RequestCycle, status: int, headers: Headers) -> None:
+        """A 1xx response (100 Continue, 103 Early Hints)."""
+
+    async def drain(self, cycle: RequestCycle) -> None:
+        """Wait until writing may go on."""
+
+    def body_consumed(self, cycle: RequestCycle, nbytes: int) -> None:
+        """The app took nbytes of request body (0: it waits for more): reopen windows, resume reading."""
+
+    def abort_response(self, cycle: RequestCycle) -> None:
+        """The app failed after the head went out: end this response abruptly."""
+
+    def cycle_done(self, cycle: RequestCycle) -> None:
+        """The app call returned (or was refused): free the request's slot, move to the next request."""
+
+
+class Endpoint:
+    """Who is on each end of one connection, fixed when it is accepted: the scope's server, client
+    and scheme, and the proxy-header rules when the peer is a trusted proxy (judged once)."""
+
+    __slots__ = ("client", "proxy", "scheme", "server")
+
+    def __init__(
+        self,
+        server: tuple[str, int] | None,
+        client: tuple[str, int] | None,
+        scheme: str,
+        proxy: ProxyHeaders | None,
+    ) -> None:
+        self.server = server
+        self.client = client
+        self.scheme = scheme
+        self.proxy = proxy if proxy is not None and proxy.trusts_peer(client) else None
+
+
+def build_scope(
+    settings: ServerSettings,
+    state: ServerState,
+    endpoint: Endpoint,
+    http_version: str,
+    method: str,
+    path: str,
+    raw_path: bytes,
+    query_string: bytes,
+    headers: Headers,
+) -> HTTPScope:
+    """The ASGI http scope of one request; path and raw_path are the target's, before root_path."""
+    root_path = settings.root_path
+    if root_path:
+        path = root_path + path
+        raw_path = root_path.encode("ascii") + raw_path
+    scope: HTTPScope = {
+        "type": "http",
+        "asgi": ASGI_VERSIONS,
+        "http_version": http_version,
+        "server": endpoint.server,
+        "client": endpoint.client,
+        "scheme": endpoint.scheme,
+        "method": method,
+        "root_path": root_path,
+        "path": path,
+        "raw_path": raw_path,
+        "query_string": query_string,
+        "headers": headers,
+        "state": state.app_state.copy(),
+        "extensions": HTTP_EXTENSIONS,
+    }
+    proxy = endpoint.proxy
+    if proxy is not None:
+        return proxy.rewrite(scope)
+    return scope
+
+
+def admit(state: ServerState, settings: ServerSettings) -> bool:
+    """Count a request; False (logged) when --limit-concurrency requests already run: answer 503."""
+    state.total_requests += 1
+    limit = settings.limit_concurrency
+    if limit is not None and len(state.tasks) >= limit:
+        error_logger.warning("Exceeded concurrency limit.")
+        return False
+    return True
+
 
 def start_app_task(
-    state: Any, coro: Coroutine[Any, Any, None], loop: asyncio.AbstractEventLoop, eager: bool = False
+    state: ServerState, coro: Coroutine[Any, Any, None], loop: asyncio.AbstractEventLoop, eager: bool = False
 ) -> asyncio.Task[None] | None:
     """Run an app call as a task tracked in state.tasks (for shutdown and --limit-concurrency).
 
@@ -51,12 +166,17 @@ def start_app_task(
     return task
 
 
-def over_concurrency_limit(state: Any, limit: int | None) -> bool:
-    """True (and logged) when --limit-concurrency requests already run: the caller answers 503."""
-    if limit is not None and len(state.tasks) >= limit:
-        error_logger.warning("Exceeded concurrency limit.")
-        return True
-    return False
+_PLAIN_TEXT = (b"content-type", b"text/plain; charset=utf-8")
+_CONNECTION_CLOSE = (b"connection", b"close")
+
+
+def error_response(status: int, reason: str) -> tuple[Headers, bytes]:
+    """The headers and body of an answer the server makes itself (400, 408, 413, 500, 503, ...).
+
+    The owner writes it like an app's response, so the default headers (Date, Server) come with it.
+    """
+    body = reason.encode("latin-1", "replace")
+    return [_PLAIN_TEXT, (b"content-length", b"%d" % len(body)), _CONNECTION_CLOSE], body
 
 
 class ClientDisconnected(OSError):
@@ -64,20 +184,18 @@ class ClientDisconnected(OSError):
 
 
 class RequestCycle:
-    """One request/response exchange; the protocol creates one per request."""
+    """One request/response exchange; its owner creates one per request (pooled objects may come later)."""
 
     __slots__ = (
         "body",
         "body_complete",
-        "conn",
         "disconnected",
         "eof_delivered",
         "expect_continue",
-        "head_sent",
+        "owner",
+        "phase",
         "response_bytes",
-        "response_complete",
         "response_headers",
-        "response_started",
         "scope",
         "start_time",
         "status",
@@ -86,26 +204,88 @@ class RequestCycle:
         "waiter",
     )
 
-    def __init__(self, scope: dict[str, Any], conn: Any, expect_continue: bool, start_time: float) -> None:
+    def __init__(
+        self,
+        scope: HTTPScope,
+        owner: CycleOwner,
+        expect_continue: bool = False,
+        body_complete: bool = False,
+        start_time: float = 0.0,
+    ) -> None:
         self.scope = scope
-        self.conn = conn
+        self.owner = owner
         self.body = b""
-        self.body_complete = False
+        self.body_complete = body_complete  # a request without a body: the first receive() need not wait
         self.eof_delivered = False
         self.disconnected = False
         self.expect_continue = expect_continue
         self.waiter: asyncio.Future[None] | None = None
-        self.response_started = False
-        self.response_complete = False
-        self.head_sent = False
+        self.phase = PENDING
         self.trailers_expected = False
         self.status = 0
-        self.response_headers: list[tuple[bytes, bytes]] = []
+        self.response_headers: Headers = []
         self.response_bytes = 0
-        self.start_time = start_time
-        self.task: asyncio.Task[None] | None = None  # set by the protocol once the app task exists
+        self.start_time = start_time  # loop.time() when the owner writes access logs, else 0.0
+        self.task: asyncio.Task[None] | None = None
 
-    # ----- fed by the protocol -------------------------------------------------------------
+    # ----- the response's state, for owners ------------------------------------------------
+
+    @property
+    def response_started(self) -> bool:
+        return self.phase != PENDING
+
+    @property
+    def head_sent(self) -> bool:
+        return self.phase >= HEAD_SENT
+
+    @property
+    def response_complete(self) -> bool:
+        return self.phase == COMPLETE
+
+    # ----- start, answer, log ----------------------------------------------------------------
+
+    def start(self, eager: bool = False) -> None:
+        """Count the request and run the app, or answer 503 over --limit-concurrency."""
+        owner = self.owner
+        settings = owner.settings
+        metrics = settings.metrics
+        if not admit(owner.state, settings):
+            self.respond_error(503, "Service Unavailable")
+            owner.cycle_done(self)
+            if metrics is not None:
+                metrics.request_finished(self.scope["http_version"], self.scope["method"], 503, 0.0)
+            return
+        call = self.run(settings.app) if metrics is None else self.run_measured(settings.app, metrics)
+        self.task = start_app_task(owner.state, call, owner.loop, eager=eager)
+
+    def respond_error(self, status: int, reason: str) -> None:
+        """Answer with a server-made response (see error_response) if nothing was sent yet."""
+        if self.disconnected or self.phase >= HEAD_SENT:
+            return
+        metrics = self.owner.settings.metrics
+        if metrics is not None:
+            metrics.server_response(status)
+        headers, body = error_response(status, reason)
+        self.phase = COMPLETE
+        self.status = status
+        self.response_headers = headers
+        self.owner.write_head(self, status, headers, body, False)
+        self.wake()
+
+    def log_access(self) -> None:
+        """One access-log line for a response that started (call when the exchange is over)."""
+        if self.phase != PENDING:
+            owner = self.owner
+            duration = owner.loop.time() - self.start_time
+            owner.settings.access_log.log(
+                self.scope,  # type: ignore[arg-type]
+                self.status,
+                self.response_headers,
+                self.response_bytes,
+                duration,
+            )
+
+    # ----- fed by the owner ----------------------------------------------------------------
 
     def wake(self) -> None:
         """Resume a receive() that waits for body bytes, the end of the body, or a disconnect."""
@@ -125,9 +305,15 @@ class RequestCycle:
         self.disconnected = True
         self.wake()
 
+    def take_body(self) -> int:
+        """Drop the unread request body (the owner credits its flow-control window); returns its size."""
+        size = len(self.body)
+        self.body = b""
+        return size
+
     # ----- the ASGI side -------------------------------------------------------------------
 
-    async def run(self, app: Any) -> None:
+    async def run(self, app: ASGIApp) -> None:
         """Call the app and enforce the end-of-request rules whatever it does."""
         try:
             if self.disconnected:  # refused (or gone) before the app ran: nothing of it reaches the app
@@ -138,118 +324,125 @@ class RequestCycle:
         except BaseException as exc:
             if not self.disconnected:
                 error_logger.error("Exception in ASGI application", exc_info=exc)
-            if not self.head_sent:
-                self.send_error_response(500)
-            elif not self.response_complete:
-                self.conn.abort(self)
+            metrics = self.owner.settings.metrics
+            if metrics is not None:
+                metrics.app_exception()
+            self.app_failed()
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise
         else:
             if self.disconnected:
                 pass
-            elif not self.response_started:
+            elif self.phase == PENDING:
                 error_logger.error("ASGI callable returned without starting response.")
-                self.send_error_response(500)
-            elif not self.response_complete:
+                self.respond_error(500, "Internal Server Error")
+            elif self.phase != COMPLETE:
                 error_logger.error("ASGI callable returned without completing response.")
-                self.conn.abort(self)
+                self.owner.abort_response(self)
         finally:
-            self.conn.cycle_done(self)
-            self.conn.state.tasks.discard(self.task)
+            self.owner.cycle_done(self)
+            self.owner.state.tasks.discard(self.task)
 
-    def send_error_response(self, status: int) -> None:
-        """A plain-text error response written by the server itself (500, 503, ...)."""
-        if self.disconnected:
-            return
-        phrase = {500: b"Internal Server Error", 503: b"Service Unavailable"}.get(status, b"Error")
-        self.response_started = True
-        self.status = status
-        self.response_headers = [
-            (b"content-type", b"text/plain; charset=utf-8"),
-            (b"content-length", b"%d" % len(phrase)),
-            (b"connection", b"close"),
-        ]
-        self.response_complete = True
-        self.head_sent = True
-        self.conn.write_head(self, status, self.response_headers, phrase, False)
+    async def run_measured(self, app: ASGIApp, metrics: Metrics) -> None:
+        """run(), then count its protocol, method, status and duration."""
+        loop = self.owner.loop
+        started = loop.time()
+        try:
+            await self.run(app)
+        finally:
+            scope = self.scope
+            metrics.request_finished(scope["http_version"], scope["method"], self.status, loop.time() - started)
 
-    async def receive(self) -> dict[str, Any]:
+    def app_failed(self) -> None:
+        """The app raised: a 500 if the head is not out yet, else the response is aborted."""
+        if self.phase < HEAD_SENT:
+            self.respond_error(500, "Internal Server Error")
+        elif self.phase != COMPLETE:
+            self.owner.abort_response(self)
+
+    async def receive(self) -> Message:
         if self.expect_continue:
             self.expect_continue = False
-            if not self.response_started:
-                self.conn.write_informational(self, 100, [])
-        if self.disconnected or self.response_complete:
+            if self.phase == PENDING:
+                self.owner.write_informational(self, 100, [])
+        if self.disconnected or self.phase == COMPLETE:
             return _DISCONNECT
         if self.eof_delivered:
             # The whole body was delivered: the next event is the client leaving or the response ending.
-            while not (self.disconnected or self.response_complete):
-                self.waiter = asyncio.get_running_loop().create_future()
-                try:
-                    await self.waiter
-                finally:
-                    self.waiter = None
+            while not (self.disconnected or self.phase == COMPLETE):
+                await self.wait()
             return _DISCONNECT
         if not self.body and not self.body_complete:
-            self.waiter = asyncio.get_running_loop().create_future()
-            self.conn.body_consumed(self, 0)
-            try:
-                await self.waiter
-            finally:
-                self.waiter = None
-            if self.disconnected or self.response_complete:
+            self.owner.body_consumed(self, 0)
+            await self.wait()
+            if self.disconnected or self.phase == COMPLETE:
                 return _DISCONNECT
         body = self.body
         self.body = b""
         if body:
-            self.conn.body_consumed(self, len(body))
+            self.owner.body_consumed(self, len(body))
         if self.body_complete:
             self.eof_delivered = True
             return {"type": "http.request", "body": body, "more_body": False}
         return {"type": "http.request", "body": body, "more_body": True}
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def wait(self) -> None:
+        """Until the owner feeds something or the response ends."""
+        self.waiter = self.owner.loop.create_future()
+        try:
+            await self.waiter
+        finally:
+            self.waiter = None
+
+    async def send(self, message: Message) -> None:
         kind = message["type"]
+        phase = self.phase
         if kind == "http.response.body":
-            if not self.response_started:
+            if phase == PENDING:
                 raise RuntimeError("Expected ASGI message 'http.response.start', but got 'http.response.body'.")
-            if self.response_complete:
+            if phase >= TRAILERS:
                 raise RuntimeError("Unexpected ASGI message 'http.response.body' sent, after response completed.")
             if self.disconnected:
                 raise ClientDisconnected("The client disconnected.")
             body = message.get("body", b"")
             more_body = message.get("more_body", False)
-            if self.head_sent:
-                wait = self.conn.write_body(self, body, more_body)
+            if phase == STARTED:
+                # The phase moves only once the head is written: an invalid header raises here, and
+                # the app then still gets its 500.
+                wait = self.owner.write_head(self, self.status, self.response_headers, body, more_body)
             else:
-                wait = self.conn.write_head(self, self.status, self.response_headers, body, more_body)
-                self.head_sent = True
-            if not more_body and not self.trailers_expected:
-                self.response_complete = True
+                wait = self.owner.write_body(self, body, more_body)
+            if more_body:
+                self.phase = HEAD_SENT
+            elif self.trailers_expected:
+                self.phase = TRAILERS
+            else:
+                self.phase = COMPLETE
                 self.wake()  # a receive() waiting for http.disconnect gets it now
             if wait:
-                await self.conn.drain(self)
+                await self.owner.drain(self)
         elif kind == "http.response.start":
-            if self.response_started:
+            if phase != PENDING:
                 raise RuntimeError("Unexpected ASGI message 'http.response.start' sent, after response started.")
             if self.disconnected:
                 raise ClientDisconnected("The client disconnected.")
             self.status = message["status"]
             self.response_headers = list(message.get("headers", ()))
             self.trailers_expected = bool(message.get("trailers", False))
-            self.response_started = True
+            self.phase = STARTED
         elif kind == "http.response.trailers":
-            if not self.trailers_expected or not self.head_sent or self.response_complete:
+            if phase != TRAILERS and not (phase == HEAD_SENT and self.trailers_expected):
                 raise RuntimeError("Unexpected ASGI message 'http.response.trailers' sent.")
             if self.disconnected:
                 raise ClientDisconnected("The client disconnected.")
             if not message.get("more_trailers", False):
-                self.response_complete = True
+                self.phase = COMPLETE
                 self.wake()  # a receive() waiting for http.disconnect gets it now
-            if self.conn.write_trailers(self, list(message.get("headers", ()))):
-                await self.conn.drain(self)
+            if self.owner.write_trailers(self, list(message.get("headers", ()))):
+                await self.owner.drain(self)
         elif kind == "http.response.early_hint":
-            if self.response_started:
+            if phase != PENDING:
                 raise RuntimeError("Unexpected ASGI message 'http.response.early_hint' sent, after response started.")
-            self.conn.write_informational(self, 103, [(b"link", link) for link in message.get("links", ())])
+            self.owner.write_informational(self, 103, [(b"link", link) for link in message.get("links", ())])
         else:
             raise RuntimeError(f"Unexpected ASGI message type {kind!r}.")

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celeris_asgi.logging import error_logger
+
+if TYPE_CHECKING:
+    from celeris_asgi.asgi_types import ASGIApp, LifespanScope, Message
 
 
 class LifespanFailed(Exception):
@@ -20,11 +23,11 @@ class Lifespan:
     (it speaks lifespan, and its startup crashed), that is a startup failure.
     """
 
-    def __init__(self, app: Any, mode: str, state: dict[str, Any]) -> None:
+    def __init__(self, app: ASGIApp, mode: str, state: dict[str, Any]) -> None:
         self.app = app
         self.mode = mode
         self.state = state
-        self.receive_queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.receive_queue: asyncio.Queue[Message] = asyncio.Queue()
         self.startup_event = asyncio.Event()
         self.shutdown_event = asyncio.Event()
         self.startup_failed = False
@@ -60,7 +63,7 @@ class Lifespan:
             error_logger.info("Application shutdown complete.")
 
     async def _main(self) -> None:
-        scope = {
+        scope: LifespanScope = {
             "type": "lifespan",
             "asgi": {"version": "3.0", "spec_version": "2.0"},
             "state": self.state,
@@ -86,12 +89,12 @@ class Lifespan:
             self.startup_event.set()
             self.shutdown_event.set()
 
-    async def receive(self) -> dict[str, Any]:
+    async def receive(self) -> Message:
         message = await self.receive_queue.get()
         self.startup_received = True
         return message
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: Message) -> None:
         kind = message["type"]
         if kind == "lifespan.startup.complete":
             self.startup_event.set()

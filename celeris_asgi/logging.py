@@ -44,6 +44,37 @@ DEFAULT_LOG_CONFIG: dict[str, Any] = {
 }
 
 
+# --log-format json: the same loggers and handlers, each line one JSON object.
+JSON_LOG_CONFIG: dict[str, Any] = {
+    **DEFAULT_LOG_CONFIG,
+    "formatters": {
+        "default": {"()": "celeris_asgi.logging.JsonFormatter"},
+        "access": {"()": "celeris_asgi.logging.JsonFormatter"},
+    },
+}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message (and pid); access lines add the request's
+    fields, error lines with a traceback add `exception`. Usable from a --log-config file too
+    (`"()": "celeris_asgi.logging.JsonFormatter"`)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "pid": record.process,
+        }
+        atoms = record.__dict__.get("access")
+        if isinstance(atoms, _Atoms):
+            line.update(atoms.fields())
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False, default=str)
+
+
 class LevelPrefixFormatter(logging.Formatter):
     """uvicorn's `INFO:     message` layout; the level in colour when `use_colors` (None: stderr is a tty)."""
 
@@ -74,9 +105,13 @@ def configure_logging(
     log_level: str | int | None,
     access_log: bool,
     use_colors: bool | None = None,
+    log_format: str = "text",
 ) -> None:
     """Apply the default config or the user's (.json, .yaml/.yml, or an .ini fileConfig), as uvicorn's
-    Config does; None leaves the logging set-up to the embedding program and only sets the levels."""
+    Config does; None leaves the logging set-up to the embedding program and only sets the levels.
+    log_format "json" swaps the default config's formatters for JsonFormatter (a user's config wins)."""
+    if log_config is DEFAULT_LOG_CONFIG and log_format == "json":
+        log_config = JSON_LOG_CONFIG
     if log_config is DEFAULT_LOG_CONFIG and use_colors is not None:
         log_config = copy.deepcopy(DEFAULT_LOG_CONFIG)
         for formatter in log_config["formatters"].values():
@@ -133,7 +168,7 @@ def reopen_log_files() -> None:
                 if handler.stream is not None:
                     handler.flush()
                     handler.stream.close()
-                    handler.stream = None  # type: ignore[assignment]
+                    handler.stream = None
             finally:
                 handler.release()
     error_logger.info("Received SIGUSR1: log files reopened.")
@@ -157,9 +192,29 @@ class _Atoms(dict):  # type: ignore[type-arg]
         self.body_bytes = body_bytes
         self.duration = duration
 
+    def fields(self) -> dict[str, Any]:
+        """The request's fields for a JSON access line."""
+        scope = self.scope
+        client = scope.get("client")
+        request_id = self._request_header("x-request-id")
+        fields: dict[str, Any] = {
+            "client": f"{client[0]}:{client[1]}" if client else None,
+            "method": scope.get("method"),
+            "path": scope.get("path"),
+            "query": scope.get("query_string", b"").decode("latin-1"),
+            "protocol": f"HTTP/{scope.get('http_version')}",
+            "status": self.status,
+            "response_bytes": self.body_bytes,
+            "duration_ms": round(self.duration * 1000, 3),
+        }
+        if request_id != "-":
+            fields["request_id"] = request_id
+        return fields
+
     def _request_header(self, name: str) -> str:
         wanted = name.lower().encode("latin-1")
-        for key, value in self.scope["headers"]:
+        headers: list[tuple[bytes, bytes]] = self.scope["headers"]
+        for key, value in headers:
             if key == wanted:
                 return value.decode("latin-1")
         return "-"
@@ -248,8 +303,9 @@ class AccessLog:
     ) -> None:
         if not access_logger.isEnabledFor(logging.INFO):
             return
+        atoms = _Atoms(scope, status, response_headers, body_bytes, duration)
         try:
-            line = self.format % _Atoms(scope, status, response_headers, body_bytes, duration)
+            line = self.format % atoms
         except (KeyError, TypeError, ValueError) as exc:
             line = f"invalid --access-log-format ({exc}): {scope.get('method')} {scope.get('path')} {status}"
-        access_logger.info(line)
+        access_logger.info(line, extra={"access": atoms})  # JsonFormatter's fields

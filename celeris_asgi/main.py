@@ -7,28 +7,13 @@ traceback of an app that fails to import is added at --log-level debug).
 
 from __future__ import annotations
 
-import logging
 import sys
 from typing import Any
 
 from celeris_asgi.config import Config, ConfigError
+from celeris_asgi.exits import EXIT_CONFIG, EXIT_OK, startup_failure_code
 from celeris_asgi.lifespan import LifespanFailed
-from celeris_asgi.logging import error_logger
 from celeris_asgi.server import Server
-
-EXIT_OK = 0
-EXIT_CONFIG = 1  # a start-up error: bad settings, the app not importable, a crashed worker
-EXIT_STARTUP_FAILED = 3
-
-
-def startup_failure_code(exc: ConfigError | LifespanFailed) -> int:
-    """Log a start-up failure as one line (a traceback only at debug) and return its exit code."""
-    if isinstance(exc, LifespanFailed):
-        error_logger.error("Application startup failed: %s", exc)
-        return EXIT_STARTUP_FAILED
-    cause = exc.__cause__ if error_logger.isEnabledFor(logging.DEBUG) else None
-    error_logger.error("%s", exc, exc_info=cause)
-    return EXIT_CONFIG
 
 
 def serve_config(config: Config) -> int:

@@ -14,9 +14,12 @@ import signal
 from collections.abc import Callable, Sequence
 from fnmatch import fnmatch
 from pathlib import Path, PurePath
-from typing import Any
+from typing import TYPE_CHECKING
 
 from celeris_asgi.config import Config, ConfigError
+
+if TYPE_CHECKING:
+    from watchfiles import Change
 
 DEFAULT_INCLUDES = ("*.py",)
 DEFAULT_EXCLUDES = (".*", "*.py[cod]", "*~", "__pycache__")
@@ -29,9 +32,7 @@ def check_available() -> None:
     try:
         import watchfiles  # noqa: F401
     except ImportError:
-        raise ConfigError(
-            "--reload needs the watchfiles package: pip install 'celeris-asgi[reload]'"
-        ) from None
+        raise ConfigError("--reload needs the watchfiles package: pip install 'celeris-asgi[reload]'") from None
 
 
 def watch_dirs(config: Config) -> list[Path]:
@@ -51,9 +52,7 @@ class ReloadFilter:
     takes it off the exclude list.
     """
 
-    def __init__(
-        self, roots: Sequence[Path], includes: Sequence[str] = (), excludes: Sequence[str] = ()
-    ) -> None:
+    def __init__(self, roots: Sequence[Path], includes: Sequence[str] = (), excludes: Sequence[str] = ()) -> None:
         self.roots = [PurePath(root) for root in roots]
         self.includes = [*DEFAULT_INCLUDES, *includes]
         self.excludes = [p for p in DEFAULT_EXCLUDES if p not in includes] + list(excludes)
@@ -65,7 +64,7 @@ class ReloadFilter:
                 return pure.relative_to(root)
         return PurePath(pure.name)
 
-    def __call__(self, change: Any, path: str) -> bool:
+    def __call__(self, change: Change, path: str) -> bool:
         relative = self.relative(path)
         text = relative.as_posix()
         for pattern in self.excludes:

@@ -11,8 +11,8 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from types import FrameType
 
 from celeris_asgi._compiled import build_mode
 from celeris_asgi.config import Config, ConfigError
@@ -130,15 +130,20 @@ class Server:
         config = self.config
         loop = asyncio.get_running_loop()
         state = self.state
+        settings = config.settings
+        if settings is None:
+            raise RuntimeError("Server.startup() before Config.load()")  # serve() loads it first
 
         def factory() -> asyncio.Protocol:
-            return ProtocolDetector(config, state, loop)
+            return ProtocolDetector(settings, state, loop)
 
         if sockets is None:
             sockets = [config.bind_socket()]
         for sock in sockets:
             server = await loop.create_server(factory, sock=sock, ssl=config.ssl, backlog=config.backlog)
             self.servers.append(server)
+        if config.metrics_address is not None:
+            await self.serve_metrics(config.metrics_address)
         if config.gc_tuning:
             tune_gc_for_serving()
         self.started = True
@@ -147,6 +152,23 @@ class Server:
         for sock in sockets:
             self.log_listening(sock)
         config.sd_notify("READY=1", f"STATUS=Serving on {', '.join(map(self.describe, sockets))}")
+
+    async def serve_metrics(self, raw_address: str) -> None:
+        """The metrics listener of a server without a master (--workers 1, a gunicorn worker)."""
+        from celeris_asgi.metrics import parse_address, render_single, serve_scrapes
+
+        metrics = self.config.metrics
+        assert metrics is not None
+        address = parse_address(raw_address)
+        try:
+            listener = await serve_scrapes(address, lambda: render_single(metrics, len(self.state.tasks)))
+        except OSError as exc:
+            # A second gunicorn worker finds the port taken by the first: it serves on without it.
+            error_logger.warning("Metrics not served on %s: %s.", raw_address, exc.strerror)
+            return
+        self.servers.append(listener)
+        host, port = listener.sockets[0].getsockname()[:2]
+        error_logger.info("Metrics on http://%s:%d/metrics", f"[{host}]" if ":" in host else host, port)
 
     def describe(self, sock: socket.socket) -> str:
         if sock.family == socket.AF_UNIX:
@@ -216,13 +238,13 @@ class Server:
             with contextlib.suppress(OSError):
                 os.remove(self.config.uds)
 
-    def handle_exit(self, sig: int, frame: Any = None) -> None:
+    def handle_exit(self, sig: int, frame: FrameType | None = None) -> None:
         if self.should_exit:
             self.force_exit = True
         self.should_exit = True
 
     @contextlib.contextmanager
-    def capture_signals(self) -> Any:
+    def capture_signals(self) -> Iterator[None]:
         """SIGINT/SIGTERM set should_exit (twice: force_exit), SIGUSR1 reopens the log files; only in
         the main thread."""
         if not self.config.install_signal_handlers or threading.current_thread() is not threading.main_thread():

@@ -20,6 +20,12 @@ class Connection(Protocol):
     def shutdown(self) -> None: ...
 
 
+class DeferredWriter(Protocol):
+    """A connection that batches its writes until the end of the loop pass (see write_soon)."""
+
+    def write_deferred(self) -> None: ...
+
+
 class ServerState:
     """Per-server shared state; `now` is a coarse monotonic clock refreshed by the server tick."""
 
@@ -42,9 +48,9 @@ class ServerState:
         self.app_state: dict[str, Any] = {}
         self.shutting_down = False
         self.now = time.monotonic()
-        self.deferred_writers: list[Any] = []
+        self.deferred_writers: list[DeferredWriter] = []
 
-    def write_soon(self, writer: Any, loop: asyncio.AbstractEventLoop) -> None:
+    def write_soon(self, writer: DeferredWriter, loop: asyncio.AbstractEventLoop) -> None:
         """Call writer.write_deferred() at the end of this loop pass: one callback for all connections."""
         if not self.deferred_writers:
             loop.call_soon(self.write_deferred)

@@ -40,10 +40,14 @@ from typing import TYPE_CHECKING, Any
 
 from celeris_asgi.config import Config, ConfigError
 from celeris_asgi.logging import error_logger, reopen_log_files
+from celeris_asgi.metrics import MasterMetrics, SelectScrapeServer, new_shared_buffer, parse_address
 from celeris_asgi.worker_process import (
     HEARTBEAT,
     READY,
+    RETIRE_LIFETIME,
+    RETIRE_MEMORY,
     RETIRE_REASONS,
+    RETIRE_REQUESTS,
     STOPPING,
     reset_signals,
     run_worker,
@@ -60,6 +64,7 @@ BACKOFF_MAX = 10.0
 BACKOFF_RESET = 10.0  # a worker that served this long before dying starts the back-off afresh
 STARTUP_KILL_RETRIES = 5  # outside kills before any worker served, in a row, before the start-up counts as failed
 MIGRATE_REQ = "/proc/sys/net/ipv4/tcp_migrate_req"
+RESTART_REASONS = {RETIRE_REQUESTS: "max-requests", RETIRE_MEMORY: "max-rss", RETIRE_LIFETIME: "lifetime"}
 MASTER_SIGNALS = (
     signal.SIGINT,
     signal.SIGTERM,
@@ -130,6 +135,9 @@ class Supervisor:
         self.served = False  # some worker has been READY: the app can start, so deaths are replaced
         self.logs_reopened = -1.0  # monotonic time of the last SIGUSR1
         self.systemd_ready = False  # READY=1 sent for the current generation (sd_notify)
+        self.generation_reason = "reload"  # why the generation last changed: reload (files) or sighup
+        self.metrics = MasterMetrics() if config.metrics_address is not None else None
+        self.scrapes: SelectScrapeServer | None = None
 
     # ----- life of the master -------------------------------------------------------------
 
@@ -152,6 +160,7 @@ class Supervisor:
         for fd in self.wakeup:
             os.set_blocking(fd, False)
         self.selector.register(self.wakeup[0], selectors.EVENT_READ, "wakeup")
+        self.serve_metrics()
         previous = self.install_signals()
         try:
             self.write_pid_file()
@@ -202,6 +211,19 @@ class Supervisor:
                     "sysctl net.ipv4.tcp_migrate_req=1 (Linux 5.14+) hands them to the other workers."
                 )
 
+    def serve_metrics(self) -> None:
+        """--metrics-address: the master answers scrapes with the sum of its workers' counters."""
+        if self.metrics is None or self.config.metrics_address is None:
+            return
+        assert self.selector is not None
+        try:
+            self.scrapes = SelectScrapeServer(parse_address(self.config.metrics_address), self.metrics.render)
+        except OSError as exc:
+            raise ConfigError(f"Cannot bind --metrics-address {self.config.metrics_address}: {exc.strerror}.") from None
+        self.scrapes.register(self.selector)
+        host, port = self.scrapes.address
+        error_logger.info("Metrics on http://%s:%d/metrics", f"[{host}]" if ":" in host else host, port)
+
     def describe_listeners(self) -> str:
         config = self.config
         if config.uds:
@@ -220,10 +242,10 @@ class Supervisor:
             except OSError as exc:
                 raise ConfigError(f"Cannot write --pid-file {self.config.pid_file!r}: {exc.strerror}.") from None
 
-    def install_signals(self) -> dict[int, Any]:
+    def install_signals(self) -> tuple[dict[signal.Signals, Any], int]:
+        """Our handlers and wake-up fd in; what was there before, for cleanup()."""
         previous = {sig: signal.signal(sig, self.on_signal) for sig in MASTER_SIGNALS}
-        previous[-1] = signal.set_wakeup_fd(self.wakeup[1], warn_on_full_buffer=False)
-        return previous
+        return previous, signal.set_wakeup_fd(self.wakeup[1], warn_on_full_buffer=False)
 
     def on_signal(self, sig: int, frame: Any) -> None:
         self.signals.append(sig)
@@ -238,6 +260,8 @@ class Supervisor:
                         os.read(self.wakeup[0], 4096)
                 elif key.data == "watcher":
                     self.on_watcher()
+                elif key.data is self.scrapes:
+                    self.scrapes.ready(self.selector, key.fileobj)
                 else:
                     self.on_messages(key.data)
             self.handle_signals()
@@ -248,7 +272,7 @@ class Supervisor:
             self.check_workers(now)
             self.reconcile(now)
 
-    def cleanup(self, previous: dict[int, Any]) -> None:
+    def cleanup(self, previous: tuple[dict[signal.Signals, Any], int]) -> None:
         """Leave nothing behind, whatever way the loop ended."""
         for worker in list(self.workers.values()):
             self.kill(worker, signal.SIGKILL)
@@ -258,9 +282,12 @@ class Supervisor:
         self.workers.clear()
         if self.watcher is not None:
             self.watcher.stop()
-        signal.set_wakeup_fd(previous.pop(-1))
-        for sig, handler in previous.items():
+        handlers, wakeup_fd = previous
+        signal.set_wakeup_fd(wakeup_fd)
+        for sig, handler in handlers.items():
             signal.signal(sig, handler)
+        if self.scrapes is not None:
+            self.scrapes.close(self.selector)
         if self.selector is not None:
             self.selector.close()
         for fd in self.wakeup:
@@ -304,6 +331,8 @@ class Supervisor:
     def close_in_child(self, keep_sockets: bool) -> None:
         if self.selector is not None:
             self.selector.close()
+        if self.scrapes is not None:
+            self.scrapes.close(None)
         fds = [*self.wakeup, *(w.fd for w in self.workers.values())]
         if self.watcher is not None:
             fds.append(self.watcher.fd)
@@ -318,15 +347,18 @@ class Supervisor:
     def spawn(self, replaces: Worker | None = None) -> Worker:
         read_fd, write_fd = os.pipe()
         config, sockets, ppid = self.config, self.sockets, self.pid
+        page = new_shared_buffer() if self.metrics is not None else None
 
         def child() -> int:
             os.close(read_fd)
-            return run_worker(config, sockets, write_fd, ppid)
+            return run_worker(config, sockets, write_fd, ppid, page)
 
         pid = self.fork(child, keep_sockets=not config.reuse_port)
         os.close(write_fd)
         os.set_blocking(read_fd, False)
         worker = Worker(pid, read_fd, self.generation, time.monotonic())
+        if self.metrics is not None and page is not None:
+            self.metrics.worker_started(page, pid)
         if replaces is not None:
             worker.replaces = replaces.pid
             error_logger.info("Started %s to replace %s", worker.name, replaces.name)
@@ -426,6 +458,7 @@ class Supervisor:
         error_logger.warning("Detected changes in %s; restarting the workers.", shown)
         self.notify_reloading()
         self.generation += 1
+        self.generation_reason = "reload"
         self.paused = False
         self.failures = 0
         self.next_spawn = 0.0
@@ -449,6 +482,7 @@ class Supervisor:
                 error_logger.info("Received SIGHUP: restarting the workers one at a time.")
                 self.notify_reloading()
                 self.generation += 1
+                self.generation_reason = "sighup"
                 self.paused = False
             elif sig == signal.SIGTTIN:
                 self.target += 1
@@ -500,10 +534,15 @@ class Supervisor:
     def on_exit(self, worker: Worker, status: int) -> None:
         how = describe_exit(status)
         now = time.monotonic()
+        if self.metrics is not None:
+            self.metrics.worker_exited(worker.pid)
         if worker.stopping:
             error_logger.info("%s stopped (%s)", worker.name.capitalize(), how)
         elif worker.ready:
             error_logger.error("%s died (%s); starting a replacement", worker.name.capitalize(), how)
+            if self.metrics is not None:
+                # Killed while serving and not stopping: only the health check does that.
+                self.metrics.restarted("health-check" if worker.killed else "crash")
             self.note_failure(now, now - worker.ready_at)
         else:
             self.on_startup_failure(worker, status, how, now)
@@ -604,6 +643,10 @@ class Supervisor:
                 if outdated:
                     self.stop_worker(worker, "outdated before it served")
                 continue
-            if outdated or worker.retire is not None:
+            retire = worker.retire
+            if outdated or retire is not None:
+                if self.metrics is not None:
+                    reason = self.generation_reason if outdated or retire is None else RESTART_REASONS[retire]
+                    self.metrics.restarted(reason)
                 self.spawn(replaces=worker)
                 return

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import mmap
 import os
 import resource
 import signal
@@ -27,9 +28,10 @@ import sys
 import time
 
 from celeris_asgi.config import Config, ConfigError
+from celeris_asgi.exits import EXIT_CONFIG, EXIT_OK, startup_failure_code
 from celeris_asgi.lifespan import LifespanFailed
 from celeris_asgi.logging import DEFAULT_LOG_CONFIG, access_logger, error_logger, reopen_log_files
-from celeris_asgi.main import EXIT_CONFIG, EXIT_OK, startup_failure_code
+from celeris_asgi.metrics import Metrics
 from celeris_asgi.server import Server, new_event_loop
 
 READY = b"r"
@@ -76,6 +78,7 @@ class WorkerMonitor:
     def __init__(self, server: Server, pipe_fd: int, ppid: int, request_limit: int | None) -> None:
         config = server.config
         self.server = server
+        self.metrics = config.metrics
         self.pipe_fd = pipe_fd
         self.ppid = ppid
         self.request_limit = request_limit
@@ -102,6 +105,9 @@ class WorkerMonitor:
             self.server.should_exit = True
 
     def __call__(self) -> None:
+        if self.metrics is not None:
+            self.metrics.in_flight(len(self.server.state.tasks))
+            self.metrics.publish()  # what the master's scrape sees
         now = time.monotonic()
         if not self.ready:
             self.ready = True
@@ -116,9 +122,7 @@ class WorkerMonitor:
             reason = self.retire_reason(now)
             if reason is not None:
                 self.retiring = True
-                error_logger.info(
-                    "Asking the supervisor for a replacement: this worker %s.", RETIRE_REASONS[reason]
-                )
+                error_logger.info("Asking the supervisor for a replacement: this worker %s.", RETIRE_REASONS[reason])
                 self.send(reason)
 
     def retire_reason(self, now: float) -> bytes | None:
@@ -178,10 +182,18 @@ def reset_signals() -> None:
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
 
 
-def run_worker(config: Config, sockets: list[socket.socket], pipe_fd: int, ppid: int) -> int:
-    """Serve in this (forked) worker until told to stop; return the process exit code."""
+def run_worker(
+    config: Config, sockets: list[socket.socket], pipe_fd: int, ppid: int, metrics_page: mmap.mmap | None = None
+) -> int:
+    """Serve in this (forked) worker until told to stop; return the process exit code.
+
+    With metrics on, the worker counts into `metrics_page`, shared with the master, which serves the scrapes.
+    """
     pid = os.getpid()
-    if config.log_config is DEFAULT_LOG_CONFIG:
+    if metrics_page is not None:
+        config.metrics = Metrics(metrics_page)
+        config.metrics_address = None  # the master's listener, not this worker's
+    if config.log_config is DEFAULT_LOG_CONFIG and config.log_format == "text":  # JSON lines carry "pid"
         error_logger.addFilter(PidPrefix(pid))
         access_logger.addFilter(PidPrefix(pid))
     config.install_signal_handlers = False  # ours, below: they also tell the master
@@ -203,6 +215,9 @@ def run_worker(config: Config, sockets: list[socket.socket], pipe_fd: int, ppid:
 
         with asyncio.Runner(loop_factory=new_event_loop(config.loop)) as runner:
             runner.run(serve())
+        if config.metrics is not None:
+            config.metrics.in_flight(0)
+            config.metrics.publish()  # the requests finished while shutting down
     except (ConfigError, LifespanFailed) as exc:
         return startup_failure_code(exc)
     except Exception:

@@ -96,7 +96,8 @@ class CelerisWorker(Worker):
         for sig in self.SIGNALS:
             signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGABRT, self.handle_abort)  # must work even if the loop is stuck
-        signal.signal(signal.SIGWINCH, self.handle_winch)
+        # types-gunicorn types handle_winch's frame as str | None; gunicorn's is a signal handler.
+        signal.signal(signal.SIGWINCH, self.handle_winch)  # type: ignore[arg-type, unused-ignore]
 
     def run(self) -> None:
         try:
@@ -114,7 +115,10 @@ class CelerisWorker(Worker):
         loop.add_signal_handler(signal.SIGINT, self.quick_stop)
         loop.add_signal_handler(signal.SIGQUIT, self.quick_stop)
         loop.add_signal_handler(signal.SIGUSR1, self.log.reopen_files)
-        await server.serve(sockets=[listener.sock for listener in self.sockets])
+        # gunicorn's listeners are gunicorn.sock.BaseSocket wrappers (types-gunicorn says socket.socket);
+        # the event loop needs the real socket inside.
+        listeners = [listener.sock for listener in self.sockets]  # type: ignore[attr-defined, unused-ignore]
+        await server.serve(sockets=listeners)
 
     def graceful_stop(self) -> None:
         server = self.server

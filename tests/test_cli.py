@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import h2.events
+import h2.settings
 import httpx
 import pytest
 
@@ -73,6 +75,17 @@ def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
         ((APP, "--interface", "wsgi"), r"--interface wsgi: celeris serves ASGI apps only; wrap the WSGI app"),
         ((APP, "--http", "h1", "--http2"), r"--http2 and --http h1 contradict each other"),
         ((APP, "--ws-per-message-deflate", "maybe"), r"invalid boolean value: 'maybe'"),
+        # The HTTP/2 limits are checked once, against the engine's own bounds, and named by their flag.
+        (
+            (APP, "--h2-initial-window-size", "1000"),
+            r"--h2-initial-window-size must be between 65535 and 2147483647; got 1000\.$",
+        ),
+        ((APP, "--h2-max-concurrent-streams", "0"), r"--h2-max-concurrent-streams must be between 1 and 4294967295"),
+        ((APP, "--h2-max-header-list-size", "100"), r"--h2-max-header-list-size must be between 1024 and"),
+        ((APP, "--h2-header-table-size", "-1"), r"--h2-header-table-size must be between 0 and 4294967295; got -1"),
+        ((APP, "--h2-max-continuation-frames", "0"), r"--h2-max-continuation-frames must be at least 1; got 0"),
+        ((APP, "--h2-flood-interval", "0"), r"--h2-flood-interval must be greater than 0; got 0\.0"),
+        ((APP, "--h2-settings-timeout", "-1"), r"--h2-settings-timeout must be greater than 0; got -1\.0"),
         ((APP, "--head", "X:1"), r"unrecognized arguments: --head"),
     ],
     ids=[
@@ -97,6 +110,13 @@ def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
         "wsgi_interface",
         "http2_with_h1_only",
         "bad_boolean_value",
+        "h2_window_below_the_rfc_initial",
+        "h2_no_streams",
+        "h2_tiny_header_list",
+        "h2_negative_table",
+        "h2_no_continuation",
+        "h2_zero_flood_interval",
+        "h2_negative_settings_timeout",
         "abbreviated_flag",
     ],
 )
@@ -169,6 +189,23 @@ def test_garbage_collector_is_tuned_for_serving_unless_disabled(cli):
     assert frozen == 0
     default = subprocess.run([sys.executable, "-c", "import gc; print(gc.get_threshold()[0])"], capture_output=True)
     assert young_threshold == int(default.stdout)  # the interpreter's own default
+
+
+def test_h2_flags_reach_the_settings_the_server_announces(cli):
+    from tests.http2.h2util import H2Socket
+
+    process = cli(APP, "--port", "0", "--h2-header-table-size", "1024", "--h2-max-concurrent-streams", "7")
+    conn = H2Socket(process.port)
+    try:
+        conn.receive(lambda events: conn.of(h2.events.RemoteSettingsChanged))
+        changed = conn.of(h2.events.RemoteSettingsChanged)[0].changed_settings
+        announced = {code: setting.new_value for code, setting in changed.items()}
+    finally:
+        conn.close()
+    codes = h2.settings.SettingCodes
+    assert announced[codes.HEADER_TABLE_SIZE] == 1024
+    assert announced[codes.MAX_CONCURRENT_STREAMS] == 7
+    assert announced[codes.INITIAL_WINDOW_SIZE] == 1 << 20  # the one default, the engine's
 
 
 def test_factory_flag_calls_the_factory(cli):

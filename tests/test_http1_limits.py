@@ -108,6 +108,32 @@ def test_timeout_request_header_answers_408_to_a_client_that_stalls_mid_request_
     assert [r.status for r in responses] == [408]
 
 
+def test_timeout_request_header_applies_to_a_head_begun_during_a_response(serve):
+    """A pipelined head that stalls is timed once the response before it is done (it never was)."""
+    started, release = threading.Event(), threading.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        started.set()
+        await until_set(release)  # the next head arrives while this response is in progress
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    server = serve(app, timeout_request_header=1)
+    with connect(server.port, timeout=5) as sock:
+        sock.sendall(b"GET /a HTTP/1.1\r\nHost: t\r\n\r\nGET /b HTTP/1.1\r\nHost: t\r\nX-Slow: ")
+        assert started.wait(5)
+        release.set()
+        started_at = time.monotonic()
+        raw, closed = read_until_close(sock, timeout=4)
+        elapsed = time.monotonic() - started_at
+    assert closed
+    responses, _ = parse_responses(raw)
+    assert [r.status for r in responses] == [200, 408]
+    assert 0.7 <= elapsed < 4
+
+
 def test_timeout_request_header_closes_a_connection_that_never_sends(serve):
     server = serve(hello, timeout_request_header=1)
     with connect(server.port, timeout=5) as sock:

@@ -28,18 +28,16 @@ ValueError when the middleware is built.
 
 from __future__ import annotations
 
+import enum
 import ipaddress
 import re
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Final, overload
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from celeris_asgi.asgi_types import Address, ASGIApp, Headers, HTTPScope, Receive, Scope, Send, WebSocketScope
 
-_PROXIED_TYPES = ("http", "websocket")
+ProxiedScope = HTTPScope | WebSocketScope
+
 _WATCHED = frozenset((b"forwarded", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"))
 _SECURE = {"http": False, "https": True, "ws": False, "wss": True}
 _SCHEMES = {
@@ -60,8 +58,18 @@ _HOST = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~%-]+)(?::[0-9]{1,5})?")
 
 _CACHE_LIMIT = 1024  # distinct hops remembered; cleared when full, so memory stays bounded
 _CACHEABLE_LENGTH = 64  # longer strings are not addresses worth remembering
-_KEEP: Any = object()  # "leave scope['client'] alone"
-_UNUSABLE: tuple[bool, Any] = (False, _KEEP)
+
+
+class _Keep(enum.Enum):
+    """A hop that says nothing usable about the client: leave scope["client"] alone."""
+
+    KEEP = enum.auto()
+
+
+_KEEP: Final = _Keep.KEEP
+# A hop's verdict: (is a trusted proxy, the scope["client"] it stands for, or _KEEP).
+Verdict = tuple[bool, Address | _Keep]
+_UNUSABLE: Verdict = (False, _KEEP)
 
 
 class TrustedHosts:
@@ -91,9 +99,9 @@ class TrustedHosts:
         self.trust_unix = self.trust_unix or self.trust_all
         self._addresses = frozenset(addresses)
         self._networks = tuple(networks)
-        self._cache: dict[str, tuple[bool, Any]] = {}
+        self._cache: dict[str, Verdict] = {}
 
-    def trusts_peer(self, client: Any) -> bool:
+    def trusts_peer(self, client: Address) -> bool:
         """Whether the connection's peer (scope["client"]) may set proxy headers."""
         if self.trust_all:
             return True
@@ -101,7 +109,7 @@ class TrustedHosts:
             return self.trust_unix
         return self.judge(client[0])[0]
 
-    def judge(self, node: str) -> tuple[bool, Any]:
+    def judge(self, node: str) -> Verdict:
         """(is a trusted proxy, the scope["client"] value the hop stands for, or _KEEP if unusable).
 
         `node` is a peer address or a forwarding-chain entry: host, host:port, [v6]:port, bare v6,
@@ -116,7 +124,7 @@ class TrustedHosts:
                 self._cache[node] = verdict
         return verdict
 
-    def _judge(self, node: str) -> tuple[bool, Any]:
+    def _judge(self, node: str) -> Verdict:
         parts = _split_node(node)
         port = None if parts is None else _port(parts[1])
         if parts is None or port is None:
@@ -176,11 +184,15 @@ class ProxyHeaders:
     def __init__(self, trusted_hosts: str | Iterable[str] = "127.0.0.1") -> None:
         self.trusted = TrustedHosts(trusted_hosts)
 
-    def trusts_peer(self, client: Any) -> bool:
+    def trusts_peer(self, client: Address) -> bool:
         """Whether the connection's peer (scope["client"]) may set proxy headers."""
         return self.trusted.trusts_peer(client)
 
-    def rewrite(self, scope: Scope) -> Scope:
+    @overload
+    def rewrite(self, scope: HTTPScope) -> HTTPScope: ...
+    @overload
+    def rewrite(self, scope: WebSocketScope) -> WebSocketScope: ...
+    def rewrite(self, scope: ProxiedScope) -> ProxiedScope:
         """The scope as the proxy headers in it tell it (a copy), or `scope` itself when they say nothing.
 
         Call it only for a trusted peer. Without proxy headers it is one pass over the header names,
@@ -197,9 +209,9 @@ class ProxyHeaders:
             return scope
         return self._rewrite(scope, found)
 
-    def _rewrite(self, scope: Scope, found: dict[bytes, bytes]) -> Scope:
+    def _rewrite(self, scope: ProxiedScope, found: dict[bytes, bytes]) -> ProxiedScope:
         """Return a copy of `scope` carrying what the proxy headers say, or `scope` itself if nothing."""
-        client: Any = _KEEP
+        client: Address | _Keep = _KEEP
         forwarded = found.get(b"forwarded")
         if forwarded is not None:
             elements = _parse_forwarded(forwarded.decode("latin-1"))
@@ -215,24 +227,24 @@ class ProxyHeaders:
             proto = _pick(found.get(b"x-forwarded-proto"), index, len(hops))
             host = _pick(found.get(b"x-forwarded-host"), index, len(hops))
 
-        changes: dict[str, Any] = {}
-        if client is not _KEEP:
-            changes["client"] = client
         secure = None if proto is None else _SECURE.get(proto.lower())
-        if secure is not None:
-            changes["scheme"] = _SCHEMES[scope["type"], secure]
-        if host is not None and _HOST.fullmatch(host):
-            changes["headers"] = _with_host(scope["headers"], host.encode("ascii"))
-        if not changes:
+        if host is not None and not _HOST.fullmatch(host):
+            host = None
+        if client is _KEEP and secure is None and host is None:
             return scope
-        rewritten = dict(scope)
-        rewritten.update(changes)
+        rewritten = scope.copy()
+        if client is not _KEEP:
+            rewritten["client"] = client
+        if secure is not None:
+            rewritten["scheme"] = _SCHEMES[scope["type"], secure]
+        if host is not None:
+            rewritten["headers"] = _with_host(scope["headers"], host.encode("ascii"))
         return rewritten
 
-    def _walk(self, nodes: list[str | None]) -> tuple[int, Any]:
+    def _walk(self, nodes: Sequence[str | None]) -> tuple[int, Address | _Keep]:
         """Index of the hop that is the client (first untrusted from the right) and its client value."""
         judge = self.trusted.judge
-        client: Any = _KEEP
+        client: Address | _Keep = _KEEP
         for index in range(len(nodes) - 1, -1, -1):
             node = nodes[index]
             if node is None:  # a Forwarded element without for=: the proxy chose not to say
@@ -317,9 +329,9 @@ def _port(text: str) -> int | None:
     return None
 
 
-def _with_host(headers: Iterable[Any], host: bytes) -> list[Any]:
+def _with_host(headers: Iterable[tuple[bytes, bytes]], host: bytes) -> Headers:
     """A new headers list with one Host header, in the place of the first original one (else last)."""
-    rewritten: list[Any] = []
+    rewritten: Headers = []
     placed = False
     for item in headers:
         if item[0] == b"host":
@@ -343,6 +355,6 @@ class ProxyHeadersMiddleware:
         self.proxy = ProxyHeaders(trusted_hosts)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in _PROXIED_TYPES and self.proxy.trusts_peer(scope.get("client")):
+        if scope["type"] != "lifespan" and self.proxy.trusts_peer(scope.get("client")):
             scope = self.proxy.rewrite(scope)
         await self.app(scope, receive, send)

@@ -1,12 +1,15 @@
-"""Who is on each end of a connection: the scope's `server` and `client`, and whether the peer is a trusted proxy."""
+"""Who is on each end of a connection: the scope's `server` and `client` (see cycle.Endpoint)."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from celeris_asgi.middleware.proxy_headers import ProxyHeaders
 
 
-def _as_pair(address: Any) -> tuple[str, int] | None:
+def _as_pair(address: object) -> tuple[str, int] | None:
     if isinstance(address, tuple | list) and len(address) >= 2:
         return str(address[0]), int(address[1])
     return None
@@ -21,9 +24,17 @@ def client_address(transport: asyncio.BaseTransport) -> tuple[str, int] | None:
     return _as_pair(transport.get_extra_info("peername"))
 
 
-def trusted_proxy(config: Any, client: tuple[str, int] | None) -> Any:
-    """config.proxy (a ProxyHeaders) when the peer may set proxy headers, else None: asked once per connection."""
-    proxy = config.proxy
+class _HasProxy(Protocol):
+    @property
+    def proxy(self) -> ProxyHeaders | None: ...
+
+
+def trusted_proxy(source: _HasProxy, client: tuple[str, int] | None) -> ProxyHeaders | None:
+    """source.proxy when the peer may set proxy headers, else None (HTTP/2's copy of cycle.Endpoint's rule).
+
+    Drop it once http2/protocol.py builds a cycle.Endpoint like HTTP/1.1 does.
+    """
+    proxy = source.proxy
     if proxy is not None and proxy.trusts_peer(client):
         return proxy
     return None

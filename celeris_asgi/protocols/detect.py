@@ -11,10 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 from celeris_asgi.logging import error_logger
+from celeris_asgi.protocols.handoff import hand_over
 from celeris_asgi.protocols.http1 import SHUTDOWN_GRACE, HTTP1Protocol
+
+if TYPE_CHECKING:
+    from celeris_asgi.settings import ServerSettings
+    from celeris_asgi.state import ServerState
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _PREFACE_LINE = PREFACE[:16]  # b"PRI * HTTP/2.0\r\n"
@@ -35,43 +40,43 @@ def sniff(data: bytes) -> str:
     return H1
 
 
-def http2_available(config: Any) -> bool:
-    return config.http in ("auto", "h2")
-
-
-def make_http2_protocol(config: Any, state: Any, loop: asyncio.AbstractEventLoop) -> asyncio.Protocol:
+def make_http2_protocol(
+    settings: ServerSettings, state: ServerState, loop: asyncio.AbstractEventLoop
+) -> asyncio.Protocol:
     from celeris_asgi.protocols.http2 import HTTP2Protocol
 
-    return HTTP2Protocol(config, state, loop)
+    return HTTP2Protocol(settings, state, loop)
 
 
 class ProtocolDetector(asyncio.Protocol):
     """The first protocol of every connection; hands the transport to the real one."""
 
-    __slots__ = ("buffer", "config", "deadline", "loop", "state", "transport")
+    __slots__ = ("buffer", "deadline", "loop", "settings", "state", "transport")
 
-    def __init__(self, config: Any, state: Any, loop: asyncio.AbstractEventLoop) -> None:
-        self.config = config
+    def __init__(self, settings: ServerSettings, state: ServerState, loop: asyncio.AbstractEventLoop) -> None:
+        self.settings = settings
         self.state = state
         self.loop = loop
         self.transport: asyncio.Transport | None = None
         self.buffer = b""
+        self.deadline = 0.0
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
-        self.transport = transport  # type: ignore[assignment]
-        self.deadline = self.state.now + self.config.timeout_request_header
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.deadline = self.state.now + self.settings.timeout_request_header
         self.state.connections.add(self)
+        http = self.settings.http
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is not None:
             alpn = ssl_object.selected_alpn_protocol()
             if alpn == "h2":
-                self.switch(make_http2_protocol(self.config, self.state, self.loop), b"")
+                self.switch(make_http2_protocol(self.settings, self.state, self.loop), b"")
                 return
-            if alpn == "http/1.1" or self.config.http == "h1":
-                self.switch(HTTP1Protocol(self.config, self.state, self.loop), b"")
+            if alpn == "http/1.1" or http == "h1":
+                self.switch(HTTP1Protocol(self.settings, self.state, self.loop), b"")
                 return
-        if self.config.http == "h1":
-            self.switch(HTTP1Protocol(self.config, self.state, self.loop), b"")
+        if http == "h1":
+            self.switch(HTTP1Protocol(self.settings, self.state, self.loop), b"")
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -79,10 +84,11 @@ class ProtocolDetector(asyncio.Protocol):
         if verdict == WAIT:
             return
         buffer, self.buffer = self.buffer, b""
-        if verdict == H2 and http2_available(self.config):
-            self.switch(make_http2_protocol(self.config, self.state, self.loop), buffer)
-        elif verdict == H1 and self.config.http != "h2":
-            self.switch(HTTP1Protocol(self.config, self.state, self.loop), buffer)
+        http = self.settings.http
+        if verdict == H2 and http != "h1":
+            self.switch(make_http2_protocol(self.settings, self.state, self.loop), buffer)
+        elif verdict == H1 and http != "h2":
+            self.switch(HTTP1Protocol(self.settings, self.state, self.loop), buffer)
         else:
             error_logger.debug("Closing a connection that speaks no HTTP version this server serves.")
             if self.transport is not None:
@@ -92,13 +98,9 @@ class ProtocolDetector(asyncio.Protocol):
         transport = self.transport
         if transport is None:
             return
-        self.state.connections.discard(self)
         self.transport = None
         error_logger.debug("%s from %s", type(protocol).__name__, transport.get_extra_info("peername"))
-        transport.set_protocol(protocol)
-        protocol.connection_made(transport)
-        if buffered:
-            protocol.data_received(buffered)
+        hand_over(self.state, self, transport, protocol, buffered)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.connections.discard(self)

@@ -3,18 +3,9 @@
 `WebSocketSession` holds everything a WebSocket needs once its opening request has been read: the
 ASGI websocket scope with receive()/send(), the frame engine (websockets' ServerProtocol, reading
 frames into messages: websocket_engine.py), the bounded queue towards the app, keepalive pings, the
-close handshake and shutdown. It never touches a socket. A *carrier* moves its bytes and implements:
-
-    send_accept(headers)                         the handshake answer: 101 on HTTP/1.1, 200 on HTTP/2
-    send_response(status, headers, body, more)   a plain HTTP response instead (denial, 403, 500, 503)
-    send_body(body, more)                        later parts of that response
-    write(data)                                  WebSocket frames
-    close()                                      end cleanly once written (TCP close / END_STREAM)
-    abort()                                      end now (TCP abort / RST_STREAM)
-    pause_reading(), resume_reading()            backpressure towards the peer
-    write_paused                                 True while send() must wait for writing_resumed()
-
-and feeds the session with feed_data(), feed_eof(), writing_resumed(), connection_lost(),
+close handshake and shutdown. It never touches a socket. A *carrier* moves its bytes and
+implements `WebSocketCarrier` (its names differ from a request cycle owner's on purpose: the two
+contracts are different) and feeds the session with feed_data(), feed_eof(), writing_resumed(), connection_lost(),
 check_timeouts() and shutdown(). The carriers: websocket_h1.py (after an HTTP/1.1 Upgrade) and
 websocket_h2.py (an HTTP/2 stream, RFC 8441). This module imports without the websockets library;
 websocket_enabled() then says no and upgrade requests stay plain HTTP (`--ws auto`; with
@@ -27,11 +18,17 @@ import asyncio
 import os
 from collections import deque
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from celeris_asgi.cycle import ClientDisconnected, start_app_task
+from celeris_asgi.cycle import ASGI_VERSIONS, ClientDisconnected, admit, start_app_task
 from celeris_asgi.headers import validate_header
-from celeris_asgi.logging import AccessLog, error_logger
+from celeris_asgi.logging import error_logger
+
+if TYPE_CHECKING:
+    from celeris_asgi.asgi_types import Headers as AsgiHeaders
+    from celeris_asgi.asgi_types import HTTPScope, WebSocketScope
+    from celeris_asgi.settings import ServerSettings
+    from celeris_asgi.state import ServerState
 
 try:
     from websockets.datastructures import Headers
@@ -47,7 +44,6 @@ except ImportError:  # the server still runs: upgrade requests are then served a
     ServerProtocol = None  # type: ignore[assignment,misc]
 
 
-_ASGI = {"version": "3.0", "spec_version": "2.4"}
 _EXTENSIONS: dict[str, Any] = {"websocket.http.response": {}}
 _CONNECT: dict[str, Any] = {"type": "websocket.connect"}
 CLOSE_TIMEOUT = 10.0  # seconds the peer has to answer our close frame (or to read our last bytes)
@@ -59,16 +55,48 @@ _MAX_REASON = 123  # a close frame's reason fits a 125-byte control frame with i
 _CONNECTING, _ACCEPTED, _RESPONDING, _DONE = range(4)
 
 
+class WebSocketCarrier(Protocol):
+    """What a WebSocketSession needs from the connection or stream that carries it."""
+
+    @property
+    def write_paused(self) -> bool:
+        """True while send() must wait for the session's writing_resumed()."""
+
+    def send_accept(self, headers: AsgiHeaders) -> None:
+        """The handshake answer: 101 on HTTP/1.1, 200 on HTTP/2."""
+
+    def send_response(self, status: int, headers: AsgiHeaders, body: bytes, more_body: bool) -> None:
+        """A plain HTTP response instead of the handshake (denial, 403, 500, 503)."""
+
+    def send_body(self, body: bytes, more_body: bool) -> None:
+        """Later parts of that response."""
+
+    def send_frames(self, data: bytes) -> None:
+        """WebSocket frames."""
+
+    def end_cleanly(self) -> None:
+        """End once written (TCP close / END_STREAM)."""
+
+    def end_abruptly(self) -> None:
+        """End now (TCP abort / RST_STREAM)."""
+
+    def pause_reading(self) -> None:
+        """Backpressure towards the peer."""
+
+    def resume_reading(self) -> None:
+        """Reading may go on."""
+
+
 def websocket_enabled(config: Any) -> bool:
     """True when an `Upgrade: websocket` request becomes a WebSocket (else it is served as plain HTTP)."""
     return config.ws != "none" and ServerProtocol is not None
 
 
-def websocket_scope(http_scope: dict[str, Any], subprotocols: list[str]) -> dict[str, Any]:
+def websocket_scope(http_scope: HTTPScope, subprotocols: list[str]) -> WebSocketScope:
     """The ASGI websocket scope (spec 2.4) for the opening request whose http scope was built."""
     return {
         "type": "websocket",
-        "asgi": _ASGI,
+        "asgi": ASGI_VERSIONS,
         "http_version": http_scope["http_version"],
         "scheme": "wss" if http_scope["scheme"] == "https" else "ws",
         "server": http_scope["server"],
@@ -118,7 +146,6 @@ class WebSocketSession:
         "close_deadline",
         "close_reason",
         "closed",
-        "config",
         "connect_sent",
         "drain_waiter",
         "eof",
@@ -141,6 +168,7 @@ class WebSocketSession:
         "response_headers",
         "response_status",
         "scope",
+        "settings",
         "start_time",
         "state",
         "task",
@@ -149,26 +177,26 @@ class WebSocketSession:
 
     def __init__(
         self,
-        config: Any,
-        state: Any,
+        settings: ServerSettings,
+        state: ServerState,
         loop: asyncio.AbstractEventLoop,
-        carrier: Any,
-        http_scope: dict[str, Any],
+        carrier: WebSocketCarrier,
+        http_scope: HTTPScope,
         method: str,
     ) -> None:
-        self.config = config
+        self.settings = settings
         self.state = state
         self.loop = loop
         self.carrier = carrier
         self.method = method  # GET over HTTP/1.1, CONNECT over HTTP/2 (for the access log)
-        extensions = enable_server_permessage_deflate(None) if config.ws_per_message_deflate else None
+        extensions = enable_server_permessage_deflate(None) if settings.websocket.per_message_deflate else None
         # state=OPEN: the carrier has done the HTTP part, so the engine only ever parses frames.
-        self.protocol = FrameEngine(extensions=extensions, state=OPEN, max_size=config.ws_max_size)
+        self.protocol = FrameEngine(extensions=extensions, state=OPEN, max_size=settings.websocket.max_size)
         self.held: list[bytes] | None = None  # the engine's closing bytes, waiting for the app (hold_close)
         self.held_deadline = 0.0
-        self.scope = http_scope  # until start() swaps in the websocket scope
+        self.scope: HTTPScope | WebSocketScope = http_scope  # until start() swaps in the websocket scope
         self.accept_headers: list[tuple[bytes, bytes]] = []
-        self.access_log = AccessLog(config.access_log_format, config.access_log)
+        self.access_log = settings.access_log
         self.start_time = loop.time()
         self.task: asyncio.Task[None] | None = None  # the app's task, which removes itself from state.tasks
         self.phase = _CONNECTING
@@ -177,8 +205,8 @@ class WebSocketSession:
         self.response_status = 0
         self.response_headers: list[tuple[bytes, bytes]] = []
         self.queue: deque[dict[str, Any]] = deque()
-        self.max_queue = config.ws_max_queue
-        self.low_water = config.ws_max_queue // 4
+        self.max_queue = settings.websocket.max_queue
+        self.low_water = settings.websocket.max_queue // 4
         self.waiter: asyncio.Future[None] | None = None
         self.drain_waiter: asyncio.Future[None] | None = None
         self.read_paused = False
@@ -187,8 +215,8 @@ class WebSocketSession:
         self.closed = False
         self.close_code = 1006
         self.close_reason = ""
-        self.ping_interval = config.ws_ping_interval or 0.0
-        self.ping_timeout = config.ws_ping_timeout or 0.0
+        self.ping_interval = settings.websocket.ping_interval
+        self.ping_timeout = settings.websocket.ping_timeout
         self.ping_payload: bytes | None = None
         self.next_ping = 0.0
         self.ping_deadline = 0.0
@@ -196,19 +224,15 @@ class WebSocketSession:
 
     # ----- start ---------------------------------------------------------------------------
 
-    def start(self, scope: dict[str, Any], accept_headers: list[tuple[bytes, bytes]]) -> None:
+    def start(self, scope: WebSocketScope, accept_headers: list[tuple[bytes, bytes]]) -> None:
         """Run the app for a valid opening request; accept_headers go into the handshake answer."""
         self.scope = scope
         self.accept_headers = accept_headers
         state = self.state
-        state.total_requests += 1
-        limit = self.config.limit_concurrency
-        if state.shutting_down or (limit is not None and len(state.tasks) >= limit):
-            if not state.shutting_down:
-                error_logger.warning("Exceeded concurrency limit.")
+        if not admit(state, self.settings) or state.shutting_down:
             self.respond_plain(503, b"Service Unavailable")
             return
-        self.task = start_app_task(state, self.run(self.config.loaded_app), self.loop)
+        self.task = start_app_task(state, self.run(self.settings.app), self.loop)
 
     async def run(self, app: Any) -> None:
         """Call the app and close whatever it left open, the way the ASGI spec asks."""
@@ -232,7 +256,7 @@ class WebSocketSession:
                 self.respond_plain(500, b"Internal Server Error")
             elif self.phase == _RESPONDING:
                 error_logger.error("ASGI callable returned without completing the response.")
-                self.carrier.abort()
+                self.carrier.end_abruptly()
             elif self.phase == _ACCEPTED and not self.app_closed:
                 self.start_close(1000, "")
         finally:
@@ -243,7 +267,7 @@ class WebSocketSession:
         if self.phase == _CONNECTING:
             self.respond_plain(500, b"Internal Server Error")
         elif self.phase == _RESPONDING:
-            self.carrier.abort()
+            self.carrier.end_abruptly()
         elif self.phase == _ACCEPTED:
             self.start_close(1011, "")
 
@@ -309,7 +333,7 @@ class WebSocketSession:
                     raise RuntimeError("'websocket.send' needs 'bytes' or 'text'.")
                 frame = Frame(Opcode.BINARY, data)
             # Serialized here, not by the engine: a reply still goes out while hold_close keeps the close.
-            self.carrier.write(frame.serialize(mask=False, extensions=self.protocol.extensions))
+            self.carrier.send_frames(frame.serialize(mask=False, extensions=self.protocol.extensions))
             if self.carrier.write_paused:
                 await self.drain()
         elif kind == "websocket.accept":
@@ -491,10 +515,10 @@ class WebSocketSession:
         """Write the engine's output; its end-of-stream marker means: close the carrier now."""
         data = writes[0] if len(writes) == 1 else b"".join(writes)
         if data:
-            self.carrier.write(data)
+            self.carrier.send_frames(data)
         if not writes[-1]:  # SEND_EOF: the close handshake is done, or the connection failed
             self.close_frames_done()
-            self.carrier.close()
+            self.carrier.end_cleanly()
 
     def close_frames_done(self) -> None:
         received, sent = self.protocol.close_rcvd, self.protocol.close_sent
@@ -535,7 +559,7 @@ class WebSocketSession:
             self.release_close()
         if self.close_deadline and now >= self.close_deadline:
             self.close_deadline = 0.0
-            self.carrier.abort()
+            self.carrier.end_abruptly()
             return
         if self.phase != _ACCEPTED or not self.ping_interval or self.protocol.state is not OPEN:
             return

@@ -54,11 +54,11 @@ class FrameEngine(ServerProtocol):
             setattr(self, "current_size" if hasattr(self, "current_size") else "cur_size", None)
         super().recv_frame(frame)  # checks where the frame may come, answers pings and closes, adds the event
         if opcode is _TEXT or opcode is _BINARY or opcode is _CONT:
-            events = self.events
+            events: list[Any] = self.events  # our messages stand in for websockets' frame events
             del events[-1]  # the frame becomes the message it completes, if any
             if frame.fin and opcode is not _CONT:  # the common case: a whole message in one frame
                 if opcode is _TEXT:
-                    events.append({"type": "websocket.receive", "text": frame.data.decode()})
+                    events.append({"type": "websocket.receive", "text": str(frame.data, "utf-8")})
                 else:
                     events.append({"type": "websocket.receive", "bytes": bytes(frame.data)})
             else:

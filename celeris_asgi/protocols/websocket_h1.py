@@ -1,20 +1,23 @@
 """The HTTP/1.1 carrier of a WebSocket: takes over the connection after an `Upgrade: websocket` request.
 
-HTTP1Protocol hands over the transport with the request's http scope and any bytes that followed
-the request head; this protocol answers the handshake (101, or a plain HTTP response) and moves the
-WebSocketSession's bytes (see websocket.py). Imported only when websocket_enabled() is true.
+HTTP1Protocol hands over the transport (handoff.hand_over) with the request's http scope, and the
+bytes that followed the request head as the first data received; this protocol answers the
+handshake (101, or a plain HTTP response framed by http1_response.ResponseWriter) and moves the
+WebSocketSession's bytes (see websocket.py for the carrier contract). Imported only when WebSockets
+are enabled (settings.websocket.enabled).
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 from websockets.exceptions import InvalidHandshake
 from websockets.http11 import Request
 
-from celeris_asgi.headers import status_line
 from celeris_asgi.logging import error_logger
+from celeris_asgi.protocols.flow import FlowControl
+from celeris_asgi.protocols.http1_response import ResponseWriter, switching_protocols
 from celeris_asgi.protocols.websocket import (
     CLOSE_TIMEOUT,
     WebSocketSession,
@@ -23,33 +26,48 @@ from celeris_asgi.protocols.websocket import (
     websocket_scope,
 )
 
+if TYPE_CHECKING:
+    from celeris_asgi.asgi_types import Headers, HTTPScope
+    from celeris_asgi.settings import ServerSettings
+    from celeris_asgi.state import ServerState
+
 
 class WebSocketProtocol(asyncio.Protocol):
     """The HTTP/1.1 carrier: owns the connection once an `Upgrade: websocket` request was read."""
 
+    __slots__ = (
+        "closing_deadline",
+        "flow",
+        "http_scope",
+        "loop",
+        "session",
+        "settings",
+        "state",
+        "transport",
+        "writer",
+    )
+
     def __init__(
         self,
-        config: Any,
-        state: Any,
+        settings: ServerSettings,
+        state: ServerState,
         loop: asyncio.AbstractEventLoop,
-        http_scope: dict[str, Any],
-        trailing: bytes,
+        http_scope: HTTPScope,
     ) -> None:
-        self.config = config
+        self.settings = settings
         self.state = state
         self.loop = loop
         self.http_scope = http_scope
-        self.trailing = trailing
         self.transport: asyncio.Transport | None = None
-        self.session = WebSocketSession(config, state, loop, self, http_scope, "GET")
-        self.reading = True
-        self.write_paused = False
-        self.send_deadline = 0.0
+        self.session = WebSocketSession(settings, state, loop, self, http_scope, "GET")
         self.closing_deadline = 0.0
-        self.chunked = False
+        self.writer = ResponseWriter(state.default_headers)  # a plain response instead of the handshake
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
-        self.transport = transport  # type: ignore[assignment]
+    flow: FlowControl
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport = cast(asyncio.Transport, transport)
+        self.flow = FlowControl(transport)
         self.state.connections.add(self)
         http_scope = self.http_scope
         session = self.session
@@ -74,9 +92,6 @@ class WebSocketProtocol(asyncio.Protocol):
         if extensions is not None:
             accept_headers.append((b"sec-websocket-extensions", extensions.encode("ascii")))
         session.start(websocket_scope(http_scope, subprotocols), accept_headers)
-        if self.trailing:
-            session.feed_data(self.trailing)
-            self.trailing = b""
 
     def data_received(self, data: bytes) -> None:
         self.session.feed_data(data)
@@ -88,79 +103,67 @@ class WebSocketProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.connections.discard(self)
         self.transport = None
+        self.flow.resume_writing()
         self.session.connection_lost()
 
     def pause_writing(self) -> None:
-        self.write_paused = True
-        self.send_deadline = self.state.now + self.config.timeout_send
+        self.flow.pause_writing(self.state.now, self.settings.timeout_send)
 
     def resume_writing(self) -> None:
-        self.write_paused = False
-        self.send_deadline = 0.0
+        self.flow.resume_writing()
         self.session.writing_resumed()
 
-    # ----- the carrier side (see the module docstring) ----------------------------------------
+    # ----- the carrier side (websocket.WebSocketCarrier) ------------------------------------------
 
-    def send_accept(self, headers: list[tuple[bytes, bytes]]) -> None:
-        self.write_head(101, headers)
+    @property
+    def write_paused(self) -> bool:
+        return self.flow.write_paused
 
-    def send_response(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes, more_body: bool) -> None:
+    def send_accept(self, headers: Headers) -> None:
+        self.send_frames(switching_protocols(self.state.default_headers.block, headers))
+
+    def send_response(self, status: int, headers: Headers, body: bytes, more_body: bool) -> None:
         """A plain HTTP/1.1 response on this connection, which then closes."""
-        if not any(name.lower() == b"content-length" for name, _ in headers):
-            if more_body:
-                self.chunked = True
-                headers = [*headers, (b"transfer-encoding", b"chunked")]
-            else:
-                headers = [*headers, (b"content-length", b"%d" % len(body))]
-        self.write_head(status, [*headers, (b"connection", b"close")])
-        self.send_body(body, more_body)
+        writer = self.writer
+        writer.reset(False, self.http_scope["http_version"] == "1.0", False)
+        self.send_frames(writer.head(status, headers, body, more_body, False, True))
+        if not more_body:
+            self.end_cleanly()
 
     def send_body(self, body: bytes, more_body: bool) -> None:
-        if self.chunked:
-            last = b"" if more_body else b"0\r\n\r\n"
-            body = (b"%x\r\n%s\r\n" % (len(body), body) if body else b"") + last
-        if body:
-            self.write(body)
+        data = self.writer.body(body, more_body, False)
+        if data:
+            self.send_frames(data)
         if not more_body:
-            self.close()
+            self.end_cleanly()
 
-    def write_head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
-        parts = [status_line(status), self.state.default_headers.block]
-        parts.extend(b"%s: %s\r\n" % (name, value) for name, value in headers)
-        parts.append(b"\r\n")
-        self.write(b"".join(parts))
-
-    def write(self, data: bytes) -> None:
+    def send_frames(self, data: bytes) -> None:
         if self.transport is not None:
             self.transport.write(data)
 
-    def close(self) -> None:
+    def end_cleanly(self) -> None:
         if self.transport is not None and not self.closing_deadline:
             self.closing_deadline = self.state.now + CLOSE_TIMEOUT
             self.transport.close()
 
-    def abort(self) -> None:
+    def end_abruptly(self) -> None:
         if self.transport is not None:
             self.transport.abort()
 
     def pause_reading(self) -> None:
-        if self.reading and self.transport is not None:
-            self.reading = False
-            self.transport.pause_reading()
+        if self.transport is not None:
+            self.flow.pause_reading()
 
     def resume_reading(self) -> None:
-        if not self.reading and self.transport is not None:
-            self.reading = True
-            self.transport.resume_reading()
+        if self.transport is not None:
+            self.flow.resume_reading()
 
     # ----- asked by the server ---------------------------------------------------------------
 
     def check_timeouts(self, now: float) -> None:
         if self.transport is None:
             return
-        if (self.closing_deadline and now >= self.closing_deadline) or (
-            self.send_deadline and now >= self.send_deadline and self.write_paused
-        ):
+        if (self.closing_deadline and now >= self.closing_deadline) or self.flow.send_timed_out(now):
             error_logger.info("Closing a WebSocket connection whose client stopped reading.")
             self.transport.abort()
             return

@@ -4,12 +4,16 @@ The HTTP/2 protocol hands such a stream to `H2WebSocketStream`, the HTTP/2 carri
 `WebSocketSession` (see websocket.py): the stream's DATA frames carry the WebSocket frames both ways,
 the handshake answer is a 200 without Sec-WebSocket-Key/Accept, END_STREAM plays the part of the TCP
 close, and backpressure is HTTP/2 flow control: while the app lags, received bytes are not given
-back to the peer's window, so the peer stops sending. Imported only when websocket_enabled() is true.
+back to the peer's window, so the peer stops sending. Imported only when WebSockets are enabled.
+
+The stream drives its own stream in the engine (`H2Connection`) and asks the connection for no more
+than `StreamCarrierHost` names.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from typing import TYPE_CHECKING, Protocol
 
 from websockets.exceptions import InvalidHandshake, InvalidHeaderValue
 
@@ -22,26 +26,51 @@ from celeris_asgi.protocols.websocket import (
     websocket_scope,
 )
 
+if TYPE_CHECKING:
+    from celeris_asgi.asgi_types import Headers, HTTPScope
+    from celeris_asgi.protocols.http2.connection import H2Connection
+    from celeris_asgi.settings import ServerSettings
+    from celeris_asgi.state import ServerState
+
+
+class StreamCarrierHost(Protocol):
+    """What an RFC 8441 stream needs from the HTTP/2 connection that carries it."""
+
+    settings: ServerSettings
+    state: ServerState
+    loop: asyncio.AbstractEventLoop
+
+    @property
+    def write_paused(self) -> bool:
+        """True while the connection's transport is above its high-water mark."""
+
+    def schedule_flush(self) -> None:
+        """Write what the engine queued, at the end of this loop pass."""
+
+    def stream_closed(self, stream_id: int) -> None:
+        """The stream is over: take it out of the connection's table."""
+
 
 class H2WebSocketStream:
-    """One extended-CONNECT stream of an HTTP2Protocol connection, carrying one WebSocket."""
+    """One extended-CONNECT stream of an HTTP/2 connection, carrying one WebSocket (a StreamHandler)."""
 
     __slots__ = (
         "blocked_since",
         "closing_deadline",
-        "conn",
         "ended",
         "engine",
         "finished",
         "held",
+        "host",
+        "http_scope",
         "reading",
         "session",
         "stream_id",
     )
 
-    def __init__(self, conn: Any, stream_id: int, http_scope: dict[str, Any]) -> None:
-        self.conn = conn
-        self.engine = conn.engine
+    def __init__(self, host: StreamCarrierHost, engine: H2Connection, stream_id: int, http_scope: HTTPScope) -> None:
+        self.host = host
+        self.engine = engine
         self.stream_id = stream_id
         self.reading = True
         self.held = 0  # bytes received while paused, given back to the peer's window on resume
@@ -49,12 +78,13 @@ class H2WebSocketStream:
         self.finished = False
         self.closing_deadline = 0.0
         self.blocked_since = 0.0
-        self.session = WebSocketSession(conn.config, conn.state, conn.loop, self, http_scope, "CONNECT")
+        self.http_scope = http_scope
+        self.session = WebSocketSession(host.settings, host.state, host.loop, self, http_scope, "CONNECT")
 
     def start(self, end_stream: bool) -> None:
         """Check the RFC 8441 handshake, negotiate extensions, run the app."""
         session = self.session
-        headers = session.scope["headers"]
+        headers = self.http_scope["headers"]
         try:
             subprotocols = offered_subprotocols(headers)
             versions = [value for name, value in headers if name == b"sec-websocket-version"]
@@ -65,11 +95,11 @@ class H2WebSocketStream:
             session.refuse_handshake(exc)
             return
         accept_headers = [(b"sec-websocket-extensions", extensions.encode("ascii"))] if extensions else []
-        session.start(websocket_scope(session.scope, subprotocols), accept_headers)
+        session.start(websocket_scope(self.http_scope, subprotocols), accept_headers)
         if end_stream:
             self.feed(b"", True)
 
-    # ----- fed by HTTP2Protocol --------------------------------------------------------------
+    # ----- StreamHandler: fed by the HTTP/2 connection ---------------------------------------
 
     def feed(self, data: bytes, end_stream: bool) -> None:
         if data:
@@ -80,7 +110,7 @@ class H2WebSocketStream:
                 self.held += len(data)
         if end_stream:  # the peer is done sending: the WebSocket is over, whatever state it was in
             self.session.feed_eof()
-            self.close()
+            self.end_cleanly()
 
     def drained(self) -> None:
         self.session.writing_resumed()
@@ -96,58 +126,60 @@ class H2WebSocketStream:
         else:
             self.blocked_since = 0.0
         if (self.closing_deadline and now >= self.closing_deadline) or (
-            self.blocked_since and now - self.blocked_since > self.conn.config.timeout_send
+            self.blocked_since and now - self.blocked_since > self.host.settings.timeout_send
         ):
-            self.abort()
+            self.end_abruptly()
         else:
             self.session.check_timeouts(now)
 
     def shutdown(self) -> None:
         self.session.shutdown()
 
-    # ----- the carrier side (see websocket.py) ---------------------------------------------
+    # ----- the carrier side (WebSocketCarrier, see websocket.py) ------------------------------
 
     @property
     def write_paused(self) -> bool:
-        return self.conn.write_paused or self.engine.is_blocked(self.stream_id)
+        return self.host.write_paused or self.engine.is_blocked(self.stream_id)
 
-    def send_accept(self, headers: list[tuple[bytes, bytes]]) -> None:
-        self.engine.send_headers(self.stream_id, 200, headers, False, self.conn.state.default_headers.pairs)
-        self.conn.schedule_flush()
+    def send_accept(self, headers: Headers) -> None:
+        self.engine.send_headers(self.stream_id, 200, headers, False, self.host.state.default_headers.pairs)
+        self.host.schedule_flush()
 
-    def send_response(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes, more_body: bool) -> None:
-        defaults = self.conn.state.default_headers.pairs
+    def send_response(self, status: int, headers: Headers, body: bytes, more_body: bool) -> None:
+        defaults = self.host.state.default_headers.pairs
         if body:
             self.engine.send_response(self.stream_id, status, headers, defaults, body, not more_body)
         else:
             self.engine.send_headers(self.stream_id, status, headers, not more_body, defaults)
-        self.conn.schedule_flush()
+        self.host.schedule_flush()
         if not more_body:
             self.finish()  # a plain response: nothing more to wait for (RST NO_ERROR if the peer still sends)
 
     def send_body(self, body: bytes, more_body: bool) -> None:
         if body or not more_body:
             self.engine.send_data(self.stream_id, body, not more_body)
-        self.conn.schedule_flush()
+        self.host.schedule_flush()
         if not more_body:
             self.finish()
 
-    def write(self, data: bytes) -> None:
+    def send_frames(self, data: bytes) -> None:
+        """WebSocket frames, as DATA on the stream."""
         self.engine.send_data(self.stream_id, data, False)
-        self.conn.schedule_flush()
+        self.host.schedule_flush()
 
-    def close(self) -> None:
+    def end_cleanly(self) -> None:
         """End our side with END_STREAM; done once the peer ends its side too (or CLOSE_TIMEOUT)."""
         if not self.ended:
             self.ended = True
             self.engine.send_data(self.stream_id, b"", True)
-            self.conn.schedule_flush()
+            self.host.schedule_flush()
         if not self.engine.stream_is_open(self.stream_id) or self.session.eof:
             self.finish()
         elif not self.closing_deadline:
-            self.closing_deadline = self.conn.state.now + CLOSE_TIMEOUT
+            self.closing_deadline = self.host.state.now + CLOSE_TIMEOUT
 
-    def abort(self) -> None:
+    def end_abruptly(self) -> None:
+        """RST_STREAM CANCEL."""
         self.engine.reset_stream(self.stream_id, f.CANCEL)
         self.finish()
 
@@ -160,27 +192,16 @@ class H2WebSocketStream:
             if self.held:
                 self.engine.consume(self.stream_id, self.held)
                 self.held = 0
-                self.conn.schedule_flush()
+                self.host.schedule_flush()
 
     def finish(self) -> None:
         """The stream is over for us: release it in the engine and tell the session."""
         if self.finished:
             return
         self.finished = True
-        conn = self.conn
-        conn.websockets.pop(self.stream_id, None)
         if self.held:
             self.engine.consume(0, self.held)  # the connection window must not shrink for good
             self.held = 0
         self.engine.finish_stream(self.stream_id)  # RST_STREAM if the peer has not ended its side
         self.session.connection_lost()
-        if not conn.cycles and not conn.websockets:
-            conn.idle_since = conn.state.now
-        conn.schedule_flush()
-
-
-def open_h2_websocket(conn: Any, stream_id: int, http_scope: dict[str, Any], end_stream: bool) -> None:
-    """Called by HTTP2Protocol for an extended CONNECT with `:protocol websocket`."""
-    stream = H2WebSocketStream(conn, stream_id, http_scope)
-    conn.websockets[stream_id] = stream
-    stream.start(end_stream)
+        self.host.stream_closed(self.stream_id)

@@ -144,7 +144,7 @@ def test_memory_of_closed_streams_is_bounded():
         raw.server.send_headers(sid, 204, [], end_stream=True)
         raw.send(b"")
     assert raw.server.streams == {}
-    assert len(raw.server._closed) + len(raw.server._closed_before) <= 2 * 256
+    assert raw.server.table.remembered <= 2 * 256
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -188,7 +188,7 @@ def test_random_frame_sequences_never_crash_the_engine(seed):
                 raw.clock.now += 20
                 raw.server.expire_lingering(30.0)
                 raw.send(b"")
-            assert set(raw.server._lingering) <= set(raw.server.streams)  # no stale bookkeeping
+            assert set(raw.server.table.lingering) <= set(raw.server.streams)  # no stale bookkeeping
             if raw.server.closed:
                 break
 
@@ -203,5 +203,5 @@ def test_decoded_block_cache_stays_within_its_budget():
         raw.send(frame(f.HEADERS, f.FLAG_END_HEADERS | f.FLAG_END_STREAM, sid, block))
         raw.server.send_headers(sid, 204, [], end_stream=True)
         raw.send(b"")
-        assert raw.server._block_cache_size <= 65536
-    assert 0 < len(raw.server._block_cache) < 3000
+        assert raw.server.blocks.cached_bytes <= 65536
+    assert 0 < raw.server.blocks.cached < 3000

@@ -148,7 +148,7 @@ def test_our_larger_initial_window_takes_effect_when_the_client_acknowledges_it(
 
 
 def test_consumed_body_is_returned_to_the_client_in_batched_window_updates():
-    raw = Raw(H2Settings(connection_window_size=65535 * 2))
+    raw = Raw(H2Settings(initial_window_size=65535, connection_window_size=65535 * 2))
     raw.headers(1, end_stream=False)
     raw.send(frame(f.DATA, 0, 1, b"x" * 16384) * 2)
     raw.server.consume(1, 16384)
@@ -166,8 +166,8 @@ def test_padding_is_flow_controlled_and_credited_at_once():
     raw = Raw(H2Settings(connection_window_size=65535))
     raw.headers(1, end_stream=False)
     raw.send(frame(f.DATA, f.FLAG_PADDED, 1, b"\xc8" + b"a" + b"\0" * 200))
-    assert raw.server.recv_window == 65535 - 202
-    assert raw.server._conn_unacked == 201  # the pad length byte and the padding
+    assert raw.server.windows.connection == 65535 - 202
+    assert raw.server.windows.unacked == 201  # the pad length byte and the padding
 
 
 def test_trailers_wait_behind_data_queued_for_flow_control():

@@ -115,8 +115,8 @@ def test_rfc9113_6_5_3_settings_are_acknowledged_and_applied():
     pair.client.update_settings({f.SETTINGS_MAX_FRAME_SIZE: 32768, f.SETTINGS_INITIAL_WINDOW_SIZE: 100000})
     events = pair.exchange()
     assert any(isinstance(e, h2.events.SettingsAcknowledged) for e in events)
-    assert pair.server.peer_max_frame_size == 32768
-    assert pair.server.peer_initial_window == 100000
+    assert pair.server.sender.max_frame_size == 32768
+    assert pair.server.sender.initial_window == 100000
 
 
 def test_rfc9113_6_7_ping_is_answered_with_the_same_payload():

@@ -65,7 +65,7 @@ def test_rfc9113_8_1_frames_after_the_response_are_still_checked(case):
     answered(raw, headers=[*POST, *extra])
     assert resets(raw.send(offending(raw))) == [(1, f.PROTOCOL_ERROR)]
     assert raw.server.streams == {}
-    assert raw.server._lingering == {}
+    assert raw.server.table.lingering == {}
     assert [e[1] for e in raw.recorder.events if e[0] == "request"] == [1]
     raw.headers(3)  # the connection carries on
     assert raw.recorder.events[-1][:2] == ("request", 3)
@@ -89,7 +89,7 @@ def test_rfc9113_5_1_frames_after_the_clients_rst_stream_are_stream_closed():
     raw = Raw()
     answered(raw)
     assert resets(raw.send(frame(f.RST_STREAM, 0, 1, u32(f.CANCEL)))) == []
-    assert raw.server._lingering == {}
+    assert raw.server.table.lingering == {}
     assert resets(raw.send(frame(f.DATA, 0, 1, b"late"))) == [(1, f.STREAM_CLOSED)]
 
 
@@ -100,7 +100,7 @@ def test_the_request_ends_normally_after_the_response_without_any_reset():
     assert resets(out) == []
     assert not [fr for fr in out if isinstance(fr, WindowUpdateFrame) and fr.stream_id == 1]
     assert raw.server.streams == {}
-    assert raw.server._lingering == {}
+    assert raw.server.table.lingering == {}
     assert [e for e in raw.recorder.events if e[0] == "data"] == []  # dropped: the application is gone
     assert goaway_code(raw.send(frame(f.DATA, 0, 1, b"x"))) == f.STREAM_CLOSED  # now closed for good
 
@@ -114,7 +114,7 @@ def test_trailers_end_the_request_after_the_response():
 
 def test_the_connection_window_comes_back_but_the_stream_window_does_not():
     """The client may send at most its stream window of unread body; then the stream is reset (NO_ERROR)."""
-    raw = Raw(H2Settings(connection_window_size=65535))
+    raw = Raw(H2Settings(initial_window_size=65535, connection_window_size=65535))
     answered(raw)
     chunk = b"x" * 16384
     out = []
@@ -130,7 +130,7 @@ def test_the_connection_window_comes_back_but_the_stream_window_does_not():
 
 
 def test_a_spent_window_resets_at_once():
-    raw = Raw()
+    raw = Raw(H2Settings(initial_window_size=65535))
     raw.headers(1, POST, end_stream=False)
     for _ in range(3):
         raw.send(frame(f.DATA, 0, 1, b"x" * 16384))
@@ -153,7 +153,7 @@ def test_old_lingering_streams_are_reset_with_no_error():
     raw.server.expire_lingering(30.0)
     assert resets(raw.send(b"")) == [(3, f.NO_ERROR)]
     assert raw.server.streams == {}
-    assert raw.server._lingering == {}
+    assert raw.server.table.lingering == {}
 
 
 def test_a_new_stream_at_the_limit_takes_the_oldest_lingering_slot():
@@ -171,8 +171,8 @@ def test_streams_the_client_never_ends_stay_within_the_concurrency_limit():
     for sid in range(1, 2 * 500, 2):
         answered(raw, sid)
         assert len(raw.server.streams) <= 10
-    assert len(raw.server._lingering) == 10
-    assert len(raw.server._closed) + len(raw.server._closed_before) <= 2 * 256
+    assert len(raw.server.table.lingering) == 10
+    assert raw.server.table.remembered <= 2 * 256
 
 
 def test_shutdown_resets_lingering_streams_and_completes():

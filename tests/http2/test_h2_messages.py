@@ -153,6 +153,6 @@ def test_repeated_header_blocks_reuse_the_decoded_head_only_while_the_table_is_u
     raw.headers(5, [*REQUEST, ("x-a", "1")])  # same bytes: served from the cache
     assert raw.recorder.events[1][2] is raw.recorder.events[2][2]
     raw.headers(7, [*REQUEST, ("x-a", "2")])  # a table change clears the cache
-    assert raw.server._block_cache == {}
+    assert raw.server.blocks.cached == 0
     heads = [e[2] for e in raw.recorder.events]
     assert [dict(h.headers)[b"x-a"] for h in heads] == [b"1", b"1", b"1", b"2"]

@@ -103,7 +103,7 @@ def test_rfc7540_3_2_h2c_upgrade_makes_the_request_stream_1():
     client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
     client.initiate_upgrade_connection()
     server.initiate_upgrade(base64.urlsafe_b64encode(settings_payload(initial_window_size=1234)).rstrip(b"="))
-    assert server.peer_initial_window == 1234
+    assert server.sender.initial_window == 1234
     assert server.streams[1].remote_closed
     # The HTTP2-Settings values are acknowledged by the 101, never by a SETTINGS ACK.
     assert not any("ACK" in fr.flags for fr in parse_frames(bytes(server.data_to_send())))

@@ -10,7 +10,9 @@ import shutil
 import socket
 import ssl
 import subprocess
+import threading
 import time
+from collections import defaultdict
 from typing import Any
 
 import h2.config
@@ -28,6 +30,7 @@ from tests.http2.h2util import PREFACE, H2Socket, frame, parse_frames, settings_
 pytestmark = pytest.mark.timeout(30)
 
 SEEN: list[Any] = []  # what the app observed, for tests to inspect (the server runs on a thread)
+STARTED: defaultdict[str, threading.Event] = defaultdict(threading.Event)  # path -> the app is handling it
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -59,6 +62,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         view["extensions"] = sorted(scope["extensions"])
         await respond(json.dumps(view).encode())
     elif path == "/wait-disconnect":
+        STARTED[path].set()
         while (await receive())["type"] != "http.disconnect":
             pass
         SEEN.append(("disconnect", path))
@@ -84,6 +88,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             SEEN.append(("send failed", path))
             raise
     elif path == "/slow":
+        STARTED[path].set()
         await asyncio.sleep(0.5)
         await respond(b"slow done")
     elif path == "/lazy-reader":
@@ -103,6 +108,12 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 @pytest.fixture(autouse=True)
 def _clear_seen() -> None:
     SEEN.clear()
+    STARTED.clear()
+
+
+def started(path: str) -> None:
+    """Wait until the app is handling ``path``."""
+    assert STARTED[path].wait(10), f"the app never started {path}"
 
 
 def h2_client(**kwargs: Any) -> httpx.Client:
@@ -267,7 +278,7 @@ def test_rst_stream_disconnects_only_that_request(serve):
     conn = H2Socket(server.port)
     waiting = conn.request("/wait-disconnect")
     other = conn.request("/slow")
-    time.sleep(0.1)
+    started("/wait-disconnect")
     conn.conn.reset_stream(waiting, f.CANCEL)
     conn.flush()
     conn.receive(conn.ended(other))
@@ -361,7 +372,7 @@ def test_graceful_shutdown_finishes_in_flight_streams_with_two_goaways(serve):
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
         request = hpack.Encoder().encode([(":method", "GET"), (":path", "/slow"), (":scheme", "http")])
         sock.sendall(PREFACE + frame(f.SETTINGS, 0, 0) + frame(f.HEADERS, 5, 1, request))
-        time.sleep(0.1)
+        started("/slow")
         server.server.should_exit = True
         frames = []
         buffer = b""
@@ -398,7 +409,7 @@ def test_limit_concurrency_answers_503(serve):
     server = serve(app, limit_concurrency=1)
     conn = H2Socket(server.port)
     slow = conn.request("/slow")
-    time.sleep(0.1)
+    started("/slow")
     refused = conn.request("/")
     conn.receive(lambda ev: conn.ended(slow)(ev) and conn.ended(refused)(ev))
     assert (b":status", b"503") in conn.of(h2.events.ResponseReceived, refused)[0].headers
@@ -486,6 +497,8 @@ def test_h2c_upgrade_body_over_the_limit_gets_413_on_stream_1(serve):
             "--http2",
             "-d",
             "x" * 100,
+            "-o",
+            "/dev/null",
             "-w",
             "%{http_code}|%{http_version}",
             server.url + "/echo",

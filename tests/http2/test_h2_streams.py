@@ -92,10 +92,10 @@ def test_rfc9113_5_1_frames_after_our_rst_stream_are_ignored_but_flow_controlled
     raw.headers(1, end_stream=False)
     raw.server.reset_stream(1, f.CANCEL)
     assert resets(raw.send(b"")) == [(1, f.CANCEL)]
-    window = raw.server.recv_window
+    window = raw.server.windows.connection
     assert raw.send(frame(f.DATA, 0, 1, b"x" * 1000) + frame(f.HEADERS, END, 1, raw.block([("x", "trailer")]))) == []
-    assert raw.server.recv_window == window - 1000
-    assert raw.server._conn_unacked == 1000  # credited back to the connection window
+    assert raw.server.windows.connection == window - 1000
+    assert raw.server.windows.unacked == 1000  # credited back to the connection window
     raw.headers(3)  # HPACK stayed in step: the ignored trailer block was decoded
     assert raw.recorder.events[-1][0] == "request"
 

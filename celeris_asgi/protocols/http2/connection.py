@@ -16,23 +16,38 @@ import time
 from collections.abc import Callable
 
 from . import frames as f
-from .hpack_codec import Decoder, Encoder, HPACKError
-from .sending import SendMixin
+from .blocks import HeaderBlocks
+from .flood import EMPTY_DATA, PINGS, RESETS, SETTINGS, FloodGuard
+from .sending import Sender
 from .settings import H2Settings
-from .stream import CLOSED, RESET_BY_PEER, RESET_BY_US, H2ConnectionError, H2Listener, H2StreamError, Stream
-from .validation import MalformedRequest, RequestHead, validate_request, validate_trailers
+from .stream import (
+    CLOSED,
+    RESET_BY_PEER,
+    RESET_BY_US,
+    H2ConnectionError,
+    H2Listener,
+    H2StreamError,
+    Stream,
+    StreamTable,
+)
+from .validation import MalformedRequest, validate_trailers
+from .windows import ReceiveWindows
 
 _MASK = f.STREAM_ID_MASK
 _U32 = f.read_u32
 _SHUTDOWN_PING = b"celeris!"
-_BLOCK_CACHE_ITEM_MAX = 2048  # compressed bytes of a block worth caching
-_BLOCK_CACHE_BUDGET = 65536  # decoded bytes the cache may hold per connection before it starts over
-
-_RESETS, _PINGS, _SETTINGS, _EMPTY_DATA = range(4)
 
 
-class H2Connection(SendMixin):
-    """One server-side HTTP/2 connection's state, without I/O."""
+class H2Connection:
+    """One server-side HTTP/2 connection's state, without I/O.
+
+    The receive loop and the frame handlers live here; they call the objects that own the
+    rest of the state: the stream table (``table``: open, recently closed and lingering
+    streams), the sender (``sender``: framing, the output buffer, the peer's windows), our
+    receive windows (``windows``), the header blocks (``blocks``: HPACK decoding and the
+    decoded-head cache) and the flood guard. The sender's methods are the engine's output
+    API (``send_data`` & co. below are its bound methods: no extra call per response).
+    """
 
     def __init__(
         self,
@@ -45,15 +60,24 @@ class H2Connection(SendMixin):
         """``header_check(name, value)`` vets each distinct response field once (may raise);
         ``default_headers()`` gives the fields (Server, Date) every response of the server carries."""
         self.settings = settings
-        self._default_headers = default_headers or list
         self._listener_request = listener.on_request
         self._listener_data = listener.on_data
         self._listener_reset = listener.on_stream_reset
-        self._listener_drained = listener.on_stream_drained
         self._clock = clock
-        self.streams: dict[int, Stream] = {}
-        self._blocked: dict[int, Stream] = {}
-        self._out = bytearray()
+        self.table = StreamTable(settings.max_concurrent_streams)
+        self.streams = self.table.streams  # the open streams (the table's own dict, read on every frame)
+        self._lingering = self.table.lingering
+        self.sender = sender = Sender(self.table, listener.on_stream_drained, header_check, default_headers)
+        self.windows = ReceiveWindows(settings.connection_window_size)
+        self._flood = FloodGuard(settings, clock)
+        # The output API is the sender's.
+        self.data_to_send = sender.data_to_send
+        self.send_headers = sender.send_headers
+        self.send_status = sender.send_status
+        self.send_response = sender.send_response
+        self.send_data = sender.send_data
+        self.send_trailers = sender.send_trailers
+        self.is_blocked = sender.is_blocked
         self._buf: bytearray | None = None
         self._need = 0
         self._preface = True
@@ -68,42 +92,15 @@ class H2Connection(SendMixin):
         #: stream is closed, so it frees its concurrency slot at once (RFC 9113 5.1.2); the work a
         #: client can leave behind that way is bounded by the reset budget instead (rapid reset).
         self.orphaned_streams = 0
-        self.peer_initial_window = f.DEFAULT_WINDOW_SIZE
-        self.peer_max_frame_size = f.DEFAULT_MAX_FRAME_SIZE
-        self.send_window = f.DEFAULT_WINDOW_SIZE
-        self._local_initial_window = f.DEFAULT_WINDOW_SIZE
-        self.recv_window = settings.connection_window_size
-        self._conn_unacked = 0
-        self._conn_threshold = settings.connection_window_size // 2
-        self._decoder = Decoder(settings.header_table_size)
-        self._encoder = Encoder(header_check)
-        self._block_cache: dict[bytes, RequestHead] = {}
-        self._block_cache_size = 0
+        self.blocks = HeaderBlocks(settings)
+        self._heads = self.blocks.heads  # read here on every request; HeaderBlocks fills and clears it
         self._hb_stream = 0
         self._hb_parts: list[bytes] = []
         self._hb_flags = 0
         self._hb_size = 0
         self._hb_frames = 0
-        # Recently closed stream ids -> how they closed (what a late frame on them means), kept in two
-        # generations so forgetting the oldest is O(1): at most 2 x _closed_memory ids are remembered.
-        self._closed: dict[int, int] = {}
-        self._closed_before: dict[int, int] = {}
-        self._closed_memory = max(256, 2 * settings.max_concurrent_streams)
-        #: Half-closed (local) streams the application is done with -> since when (clock), oldest
-        #: first: the rest of their request is still checked, then dropped (see ``finish_stream``).
-        self._lingering: dict[int, float] = {}
         self._shutdown_stage = 0
         self._goaway_last_id = _MASK
-        interval = settings.flood_interval
-        self._flood_limits = (
-            settings.max_resets_per_interval,
-            settings.max_pings_per_interval,
-            settings.max_settings_per_interval,
-            settings.max_empty_data_per_interval,
-        )
-        self._flood_rates = tuple(limit / interval for limit in self._flood_limits)
-        now = clock()
-        self._flood_buckets = [[float(limit), now] for limit in self._flood_limits]
 
     # ---------------------------------------------------------------------------------------------
     # Starting
@@ -121,10 +118,10 @@ class H2Connection(SendMixin):
         ours[f.SETTINGS_MAX_HEADER_LIST_SIZE] = s.max_header_list_size
         if s.enable_connect_protocol:
             ours[f.SETTINGS_ENABLE_CONNECT_PROTOCOL] = 1
-        self._out += f.settings_frame(ours)
+        self.sender.out += f.settings_frame(ours)
         increment = s.connection_window_size - f.DEFAULT_WINDOW_SIZE
         if increment:
-            self._out += f.window_update_frame(0, increment)
+            self.sender.out += f.window_update_frame(0, increment)
 
     def initiate_upgrade(self, http2_settings: bytes) -> None:
         """Start after an HTTP/1.1 ``Upgrade: h2c`` (RFC 7540 3.2): stream 1 is the upgrading request.
@@ -138,7 +135,7 @@ class H2Connection(SendMixin):
             self._apply_settings(payload)
         except H2ConnectionError as exc:
             raise ValueError(f"invalid HTTP2-Settings header: {exc}") from None
-        stream = Stream(1, self.peer_initial_window, self._local_initial_window)
+        stream = Stream(1, self.sender.initial_window, self.windows.stream_initial)
         stream.remote_closed = True
         self.streams[1] = stream
         self.highest_stream_id = 1
@@ -271,16 +268,6 @@ class H2Connection(SendMixin):
             hb_flags = self._hb_flags
             self._header_block(sid, block, hb_flags & f.FLAG_END_STREAM, bool(hb_flags & f.FLAG_PRIORITY))
 
-    def _decode(self, block: bytes) -> tuple[list[tuple[bytes, bytes]], bool]:
-        try:
-            fields, oversized = self._decoder.decode(block, self.settings.max_header_list_size)
-        except HPACKError as exc:
-            raise H2ConnectionError(f.COMPRESSION_ERROR, str(exc)) from None
-        if self._decoder.changed:
-            self._block_cache.clear()
-            self._block_cache_size = 0
-        return fields, oversized
-
     def _header_block(self, sid: int, block: bytes, end_stream: int, self_dependent: bool) -> None:
         stream = self.streams.get(sid)
         if stream is not None or sid <= self.highest_stream_id:
@@ -289,37 +276,25 @@ class H2Connection(SendMixin):
         if not sid & 1:
             raise H2ConnectionError(f.PROTOCOL_ERROR, "client stream ids must be odd")
         self.highest_stream_id = sid
-        head = self._block_cache.get(block)
-        oversized = False
+        head = self._heads.get(block)  # a repeated block: the cached head, without a call
         if head is None:
-            fields, oversized = self._decode(block)
-            if not oversized:
-                try:
-                    head = validate_request(fields, self.settings.enable_connect_protocol)
-                except MalformedRequest:
-                    raise H2StreamError(sid, f.PROTOCOL_ERROR) from None
-                if not self._decoder.changed and len(block) <= _BLOCK_CACHE_ITEM_MAX:
-                    self._block_cache_size += len(block) + self._decoder.list_size
-                    if self._block_cache_size > _BLOCK_CACHE_BUDGET:
-                        self._block_cache.clear()
-                        self._block_cache_size = len(block) + self._decoder.list_size
-                    self._block_cache[block] = head
+            head = self.blocks.request(sid, block)
         if sid > self._goaway_last_id or self.peer_goaway:
             raise H2StreamError(sid, f.REFUSED_STREAM)
         while len(self.streams) >= self.settings.max_concurrent_streams:
             if not self._lingering:
-                self._flood(_RESETS, "too many refused streams")
+                self._flood.spend(RESETS, "too many refused streams")
                 raise H2StreamError(sid, f.REFUSED_STREAM)
             self._reset(next(iter(self._lingering)), f.NO_ERROR, notify=False)  # the oldest finished response
-        if self.orphaned_streams >= self._flood_limits[_RESETS]:
+        if self.orphaned_streams >= self._flood.limits[RESETS]:
             # As many handlers of reset streams still run as the reset budget allows in a whole
             # interval: no new work until some end (CVE-2023-44487 with slow handlers).
-            self._flood(_RESETS, "too many reset streams still running")
+            self._flood.spend(RESETS, "too many reset streams still running")
             raise H2StreamError(sid, f.REFUSED_STREAM)
         if self_dependent:
             raise H2StreamError(sid, f.PROTOCOL_ERROR)
-        stream = Stream(sid, self.peer_initial_window, self._local_initial_window)
-        if oversized or head is None:
+        stream = Stream(sid, self.sender.initial_window, self.windows.stream_initial)
+        if head is None:
             # RFC 9113 8.2.3 / RFC 6585: answer 431 without bothering the application.
             self.streams[sid] = stream
             stream.remote_closed = bool(end_stream)
@@ -338,7 +313,7 @@ class H2Connection(SendMixin):
         self._listener_request(sid, head, bool(end_stream))
 
     def _trailer_block(self, sid: int, stream: Stream | None, block: bytes, end_stream: int) -> None:
-        fields, _ = self._decode(block)  # decoded even when refused: HPACK state must stay in step
+        fields, _ = self.blocks.decode(block)  # decoded even when refused: HPACK state must stay in step
         if stream is None:
             self._on_closed_stream(sid, "HEADERS")
             return
@@ -358,19 +333,13 @@ class H2Connection(SendMixin):
     def _end_remote(self, stream: Stream) -> None:
         stream.remote_closed = True
         if stream.local_closed:
-            sid = stream.stream_id
-            del self.streams[sid]
-            self._remember_closed(sid, CLOSED)
-            if self._lingering:
-                self._lingering.pop(sid, None)
+            self.table.close(stream.stream_id, CLOSED)
 
     def _data_frame(self, flags: int, sid: int, data: bytes, start: int, stop: int) -> None:
         if sid == 0:
             raise H2ConnectionError(f.PROTOCOL_ERROR, "DATA on stream 0")
         length = stop - start
-        if length > self.recv_window:
-            raise H2ConnectionError(f.FLOW_CONTROL_ERROR, "DATA beyond the connection window")
-        self.recv_window -= length
+        self.windows.receive(length)
         stream = self.streams.get(sid)
         if stream is None or stream.remote_closed or length > stream.recv_window:
             self.consume(0, length)
@@ -393,7 +362,7 @@ class H2Connection(SendMixin):
             self.consume(sid, pad + 1)  # padding is flow controlled but never reaches the app
         size = stop - start
         if size == 0 and not end_stream:
-            self._flood(_EMPTY_DATA, "empty DATA flood")
+            self._flood.spend(EMPTY_DATA, "empty DATA flood")
         received = stream.received = stream.received + size
         expected = stream.content_length
         if expected is not None and (received > expected or (end_stream and received != expected)):
@@ -419,11 +388,7 @@ class H2Connection(SendMixin):
         if sid == 0:
             if increment == 0:
                 raise H2ConnectionError(f.PROTOCOL_ERROR, "WINDOW_UPDATE increment 0")
-            self.send_window += increment
-            if self.send_window > f.MAX_WINDOW_SIZE:
-                raise H2ConnectionError(f.FLOW_CONTROL_ERROR, "connection window overflow")
-            if self._blocked:
-                self._flush_blocked()
+            self.sender.open_connection_window(increment)
             return
         stream = self.streams.get(sid)
         if stream is None:
@@ -432,11 +397,7 @@ class H2Connection(SendMixin):
             return
         if increment == 0:
             raise H2StreamError(sid, f.PROTOCOL_ERROR)
-        stream.send_window += increment
-        if stream.send_window > f.MAX_WINDOW_SIZE:
-            raise H2StreamError(sid, f.FLOW_CONTROL_ERROR)
-        if stream.pending is not None and self._flush_stream(stream):
-            self._listener_drained(sid)
+        self.sender.open_stream_window(stream, increment)
 
     def _settings_frame(self, flags: int, sid: int, data: bytes, start: int, stop: int) -> None:
         if sid != 0:
@@ -446,37 +407,29 @@ class H2Connection(SendMixin):
                 raise H2ConnectionError(f.FRAME_SIZE_ERROR, "SETTINGS ACK with a payload")
             if not self.settings_acked:
                 self.settings_acked = True
-                delta = self.settings.initial_window_size - self._local_initial_window
-                self._local_initial_window = self.settings.initial_window_size
+                delta = self.settings.initial_window_size - self.windows.stream_initial
+                self.windows.stream_initial = self.settings.initial_window_size
                 for stream in self.streams.values():
                     stream.recv_window += delta
             return
         if (stop - start) % 6:
             raise H2ConnectionError(f.FRAME_SIZE_ERROR, "SETTINGS length not a multiple of 6")
-        self._flood(_SETTINGS, "SETTINGS flood")
+        self._flood.spend(SETTINGS, "SETTINGS flood")
         self._apply_settings(data[start:stop])
         # The ACK goes before any DATA a larger window lets out: the peer applies it on the ACK.
-        self._out += f.SETTINGS_ACK_FRAME
-        if self._blocked:
-            self._flush_blocked()
+        self.sender.out += f.SETTINGS_ACK_FRAME
+        self.sender.flush_blocked()
 
     def _apply_settings(self, payload: bytes) -> None:
         for ident, value in f.parse_settings(payload):
             if ident == f.SETTINGS_INITIAL_WINDOW_SIZE:
-                if value > f.MAX_WINDOW_SIZE:
-                    raise H2ConnectionError(f.FLOW_CONTROL_ERROR, "SETTINGS_INITIAL_WINDOW_SIZE too large")
-                delta = value - self.peer_initial_window
-                self.peer_initial_window = value
-                for stream in self.streams.values():
-                    stream.send_window += delta
-                    if stream.send_window > f.MAX_WINDOW_SIZE:
-                        raise H2ConnectionError(f.FLOW_CONTROL_ERROR, "stream window overflow")
+                self.sender.set_initial_window(value)
             elif ident == f.SETTINGS_MAX_FRAME_SIZE:
                 if not f.DEFAULT_MAX_FRAME_SIZE <= value <= f.MAX_FRAME_SIZE_LIMIT:
                     raise H2ConnectionError(f.PROTOCOL_ERROR, "SETTINGS_MAX_FRAME_SIZE out of range")
-                self.peer_max_frame_size = value
+                self.sender.max_frame_size = value
             elif ident == f.SETTINGS_HEADER_TABLE_SIZE:
-                self._encoder.set_peer_table_size(value)
+                self.sender.set_peer_table_size(value)
             elif ident in (f.SETTINGS_ENABLE_PUSH, f.SETTINGS_ENABLE_CONNECT_PROTOCOL) and value > 1:
                 raise H2ConnectionError(f.PROTOCOL_ERROR, f"SETTINGS {ident} must be 0 or 1")
 
@@ -485,16 +438,13 @@ class H2Connection(SendMixin):
             raise H2ConnectionError(f.PROTOCOL_ERROR, "RST_STREAM on stream 0")
         if stop - start != 4:
             raise H2ConnectionError(f.FRAME_SIZE_ERROR, "RST_STREAM length must be 4")
-        stream = self.streams.pop(sid, None)
-        if stream is None:
+        if sid not in self.streams:
             if sid > self.highest_stream_id:
                 raise H2ConnectionError(f.PROTOCOL_ERROR, f"RST_STREAM on idle stream {sid}")
             return
-        self._remember_closed(sid, RESET_BY_PEER)
-        if self._lingering:
-            self._lingering.pop(sid, None)
-        self._blocked.pop(sid, None)
-        self._flood(_RESETS, "rapid reset")
+        self.table.close(sid, RESET_BY_PEER)
+        self.sender.forget(sid)
+        self._flood.spend(RESETS, "rapid reset")
         self._listener_reset(sid, _U32(data, start))
 
     def _ping_frame(self, flags: int, sid: int, data: bytes, start: int, stop: int) -> None:
@@ -507,8 +457,8 @@ class H2Connection(SendMixin):
             if opaque == _SHUTDOWN_PING and self._shutdown_stage == 1:
                 self.finish_shutdown()
             return
-        self._flood(_PINGS, "PING flood")
-        self._out += f.ping_frame(opaque, ack=True)
+        self._flood.spend(PINGS, "PING flood")
+        self.sender.out += f.ping_frame(opaque, ack=True)
 
     def _priority_frame(self, sid: int, data: bytes, start: int, stop: int) -> None:
         # Accepted and ignored (RFC 9113 5.3.2), beyond the checks the RFC still requires.
@@ -526,28 +476,15 @@ class H2Connection(SendMixin):
             raise H2ConnectionError(f.FRAME_SIZE_ERROR, "GOAWAY too short")
         self.peer_goaway = True
 
-    def _flood(self, kind: int, message: str) -> None:
-        """Spend one token of a flood bucket; an empty bucket ends the connection (ENHANCE_YOUR_CALM)."""
-        bucket = self._flood_buckets[kind]
-        now = self._clock()
-        limit = self._flood_limits[kind]
-        tokens = min(limit, bucket[0] + (now - bucket[1]) * self._flood_rates[kind])
-        if tokens < 1:
-            raise H2ConnectionError(f.ENHANCE_YOUR_CALM, message)
-        bucket[0] = tokens - 1
-        bucket[1] = now
-
     def _connection_error(self, code: int, message: str) -> None:
-        self._out += f.goaway_frame(self.highest_stream_id, code, message.encode("ascii", "replace")[:256])
+        self.sender.out += f.goaway_frame(self.highest_stream_id, code, message.encode("ascii", "replace")[:256])
         self.closed = True
         self.error_code = code
         self._buf = None
 
     def _on_closed_stream(self, sid: int, kind: str) -> None:
         """HEADERS or DATA on a stream that is not open (RFC 9113 5.1, 5.1.1)."""
-        how = self._closed.get(sid)
-        if how is None:
-            how = self._closed_before.get(sid)
+        how = self.table.how_closed(sid)
         if how == RESET_BY_US:
             return  # sent before the peer saw our RST_STREAM: ignore
         if how == RESET_BY_PEER:
@@ -556,22 +493,67 @@ class H2Connection(SendMixin):
             raise H2ConnectionError(f.STREAM_CLOSED, f"{kind} on closed stream {sid}")
         raise H2ConnectionError(f.PROTOCOL_ERROR, f"{kind} on stream {sid}, below the last one")
 
-    def _remember_closed(self, sid: int, how: int) -> None:
-        closed = self._closed
-        closed[sid] = how
-        if len(closed) >= self._closed_memory:
-            self._closed_before = closed
-            self._closed = {}
-
     def _reset(self, sid: int, code: int, notify: bool) -> None:
-        self._out += f.rst_stream_frame(sid, code)
-        self._remember_closed(sid, RESET_BY_US)
-        stream = self.streams.pop(sid, None)
-        self._blocked.pop(sid, None)
-        if self._lingering:
-            self._lingering.pop(sid, None)
+        self.sender.out += f.rst_stream_frame(sid, code)
+        stream = self.table.close(sid, RESET_BY_US)
+        self.sender.forget(sid)
         if notify and stream is not None:
             self._listener_reset(sid, code)
+
+    # ---------------------------------------------------------------------------------------------
+    # The application's side of its streams
+
+    @property
+    def has_output(self) -> bool:
+        return bool(self.sender.out)
+
+    def consume(self, sid: int, size: int) -> None:
+        """The application took ``size`` body bytes: give the peer that much window back, in batches."""
+        frames = self.windows.credit(self.streams.get(sid) if sid else None, size)
+        if frames:
+            self.sender.out += frames
+
+    def reset_stream(self, sid: int, code: int) -> None:
+        """Reset a stream on the application's behalf (no listener callback)."""
+        if sid in self.streams:
+            self._reset(sid, code, notify=False)
+
+    def stream_is_open(self, sid: int) -> bool:
+        return sid in self.streams
+
+    def receive_window_closed(self, sid: int) -> bool:
+        """True while the peer may send the stream no more DATA until we open a window (the app is not reading)."""
+        stream = self.streams.get(sid)
+        return stream is not None and self.windows.closed(stream)
+
+    def finish_stream(self, sid: int, linger: bool = False) -> None:
+        """The application is done with a stream: end whatever it left open.
+
+        A complete response whose request is still arriving gets RST_STREAM NO_ERROR
+        (RFC 9113 8.1); an unfinished response with nothing queued gets CANCEL.  With
+        ``linger`` the complete response's stream stays half-closed (local) instead, so the
+        rest of the request is still checked (trailers, content-length, windows: RFC 9113
+        5.1, 8.1) and then dropped, until the peer ends or resets it.  Bounded: RST_STREAM
+        NO_ERROR once its stream window is spent, when ``expire_lingering`` finds it too old,
+        when a new stream needs its slot, or at shutdown.
+        """
+        stream = self.streams.get(sid)
+        if stream is None or stream.pending is not None:
+            return
+        if linger and stream.local_closed and stream.recv_window > 0 and not self._shutdown_stage:
+            self._lingering[sid] = self._clock()
+            return
+        self._reset(sid, f.NO_ERROR if stream.local_closed else f.CANCEL, notify=False)
+
+    def expire_lingering(self, max_age: float) -> None:
+        """RST_STREAM NO_ERROR for lingering streams (see ``finish_stream``) older than ``max_age`` seconds."""
+        if not self._lingering or self.closed:
+            return
+        oldest = self._clock() - max_age
+        for sid, since in list(self._lingering.items()):
+            if since > oldest:
+                return
+            self._reset(sid, f.NO_ERROR, notify=False)
 
     # ---------------------------------------------------------------------------------------------
     # Ending
@@ -585,8 +567,8 @@ class H2Connection(SendMixin):
         if self.closed or self._shutdown_stage:
             return
         self._shutdown_stage = 1
-        self._out += f.goaway_frame(_MASK, f.NO_ERROR)
-        self._out += f.ping_frame(_SHUTDOWN_PING, ack=False)
+        self.sender.out += f.goaway_frame(_MASK, f.NO_ERROR)
+        self.sender.out += f.ping_frame(_SHUTDOWN_PING, ack=False)
         for sid in list(self._lingering):  # finished responses: the rest of their requests is not awaited
             self._reset(sid, f.NO_ERROR, notify=False)
 
@@ -596,7 +578,7 @@ class H2Connection(SendMixin):
             return
         self._shutdown_stage = 2
         self._goaway_last_id = self.highest_stream_id
-        self._out += f.goaway_frame(self.highest_stream_id, f.NO_ERROR)
+        self.sender.out += f.goaway_frame(self.highest_stream_id, f.NO_ERROR)
 
     @property
     def shutdown_complete(self) -> bool:

@@ -144,4 +144,5 @@ def header_block_frames(stream_id: int, block: bytes, end_stream: bool, max_fram
 
 def read_u32(payload: bytes, offset: int = 0) -> int:
     """A big-endian unsigned 32-bit integer."""
-    return _U32.unpack_from(payload, offset)[0]
+    value: int = _U32.unpack_from(payload, offset)[0]
+    return value

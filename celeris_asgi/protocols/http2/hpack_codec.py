@@ -70,6 +70,11 @@ class Decoder:
         #: RFC 9113 size (names + values + 32 per field) of the last decoded block.
         self.list_size = 0
 
+    @property
+    def table_size(self) -> int:
+        """The dynamic table's RFC 7541 4.1 size (what the peer's encoder must agree on)."""
+        return self._size
+
     def _evict(self, limit: int) -> None:
         dynamic = self._dynamic
         while self._size > limit:

@@ -83,7 +83,7 @@ def huffman_decode(data: bytes) -> bytes:
     """Decode one Huffman-coded string literal."""
     table = _TABLE
     state = 0
-    parts = []
+    parts: list[bytes] = []
     append = parts.append
     for byte in data:
         state, out = table[state << 8 | byte]

@@ -1,111 +1,66 @@
-"""The HTTP/2 asyncio protocol: the sans-I/O engine on one side, the shared ASGI cycle on the other.
+"""The HTTP/2 asyncio protocol: the sans-I/O engine on one side, a table of stream handlers on the other.
 
-Bytes from the transport go to ``H2Connection.receive_data``; the engine calls
-back ``on_request`` / ``on_data`` / ``on_stream_reset`` / ``on_stream_drained``,
-which create and feed ``RequestCycle`` objects (one task per stream).  The
-cycle calls ``write_head`` & co. (see cycle.py); their frames accumulate in the
-engine and go out in one ``transport.write`` per event-loop pass, however many
-streams answered in it.
+Bytes from the transport go to ``H2Connection.receive_data``; the engine calls back
+``on_request`` / ``on_data`` / ``on_stream_reset`` / ``on_stream_drained``. Each stream
+is served by one ``StreamHandler`` in one table: a request cycle (``H2Cycle``, see
+handlers.py) or an RFC 8441 WebSocket (websocket_h2.py); the connection's events reach
+them through that one interface. A cycle calls ``write_head`` & co.; their frames
+accumulate in the engine and go out in one ``transport.write`` per event-loop pass,
+however many streams answered in it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
-from celeris_asgi.cycle import RequestCycle, over_concurrency_limit, start_app_task
+from celeris_asgi.cycle import COMPLETE, HTTP_EXTENSIONS, Endpoint, RequestCycle, build_scope
 from celeris_asgi.headers import validate_header
-from celeris_asgi.logging import AccessLog, error_logger
-from celeris_asgi.protocols.addresses import client_address, server_address, trusted_proxy
+from celeris_asgi.logging import error_logger
+from celeris_asgi.protocols.addresses import client_address, server_address
+from celeris_asgi.protocols.flow import FlowControl
 from celeris_asgi.protocols.target import split_origin_form
-from celeris_asgi.protocols.websocket import websocket_enabled
 
 from . import frames as f
 from .connection import H2Connection
-from .settings import H2Settings
+from .handlers import TOO_LARGE, H2Cycle, StreamHandler, body_overdue
 from .validation import RequestHead
 
-_ASGI = {"version": "3.0", "spec_version": "2.4"}
-_EXTENSIONS: dict[str, Any] = {"http.response.trailers": {}, "http.response.early_hint": {}}
+if TYPE_CHECKING:
+    from celeris_asgi.asgi_types import Headers, HTTPScope
+    from celeris_asgi.settings import ServerSettings
+    from celeris_asgi.state import ServerState
+
 _NO_BODY_STATUS = frozenset({204, 304})
 _SHUTDOWN_PING_WAIT = 2.0  # seconds to wait for the PING ACK before the final GOAWAY
-_DEFAULTS = H2Settings()
 _TARGET_CACHE_MAX = 64
 _SWITCHING_PROTOCOLS = b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
 _UPGRADE_BODY_HIGH_WATER = 64 * 1024  # h2c request body bytes buffered for the app before reading pauses
 
-
-def h2_settings(config: Any) -> H2Settings:
-    """The engine's limits from the server config: every ``h2_<field>`` attribute it has."""
-    values = {}
-    for field in dataclasses.fields(H2Settings):
-        value = getattr(config, "h2_" + field.name, None)
-        if value is not None:
-            values[field.name] = value
-    values.setdefault("send_timeout", config.timeout_send)
-    # The connection window bounds the request body buffered per connection; twice the stream
-    # window keeps one stream whose app does not read from starving the others.
-    initial = values.get("initial_window_size", _DEFAULTS.initial_window_size)
-    values.setdefault("connection_window_size", min(max(_DEFAULTS.connection_window_size, 2 * initial), 2**31 - 1))
-    values.setdefault("enable_connect_protocol", websocket_enabled(config))  # RFC 8441 WebSockets
-    return H2Settings(**values)
-
-
-class H2Cycle(RequestCycle):
-    """A request cycle that knows its stream."""
-
-    __slots__ = (
-        "body_deadline",
-        "body_rate_start",
-        "drain_deadline",
-        "drain_waiter",
-        "orphaned",
-        "received",
-        "stream_id",
-        "trailers",
-    )
-
-    def __init__(self, scope: dict[str, Any], conn: Any, stream_id: int, start_time: float) -> None:
-        super().__init__(scope, conn, False, start_time)
-        self.stream_id = stream_id
-        self.drain_waiter: asyncio.Future[None] | None = None
-        self.drain_deadline = 0.0
-        self.body_deadline = 0.0  # --timeout-request-body: the request body may not stall longer
-        # --limit-request-min-rate: the body is due by this + received / rate (see check_body_rate)
-        self.body_rate_start = 0.0
-        self.received = 0
-        self.orphaned = False
-        self.trailers: list[tuple[bytes, bytes]] = []
+# (head, method, path, raw_path, query_string): a request target split for the scope.
+Target = tuple[RequestHead, str, str, bytes, bytes]
 
 
 class HTTP2Protocol(asyncio.Protocol):
     """One HTTP/2 connection (prior knowledge, ALPN h2, or upgraded from HTTP/1.1)."""
 
-    def __init__(self, config: Any, state: Any, loop: asyncio.AbstractEventLoop | None = None) -> None:
-        self.config = config
+    flow: FlowControl  # from attach() on
+
+    def __init__(
+        self, settings: ServerSettings, state: ServerState, loop: asyncio.AbstractEventLoop | None = None
+    ) -> None:
+        self.settings = settings
         self.state = state
-        self.app = config.loaded_app
         self.loop = loop or asyncio.get_running_loop()
-        self.settings = h2_settings(config)
+        self.access_log = settings.access_log
         default_headers = state.default_headers
         self.engine = H2Connection(
-            self.settings, self, header_check=validate_header, default_headers=lambda: default_headers.pairs
+            settings.h2, self, header_check=validate_header, default_headers=lambda: default_headers.pairs
         )
-        self.access_log = AccessLog(config.access_log_format, config.access_log)
-        self.root_path = config.root_path
-        self.limit_concurrency = config.limit_concurrency
-        self.limit_body = config.limit_request_body
-        self.min_rate = config.limit_request_min_rate
         self.transport: asyncio.Transport | None = None
-        self.server: tuple[str, int] | None = None
-        self.client: tuple[str, int] | None = None
-        self.scheme = "http"
-        self.proxy: Any = None  # config.proxy when the peer is a trusted proxy
-        self.cycles: dict[int, H2Cycle] = {}
+        self.endpoint = Endpoint(None, None, "http", None)
+        self.streams: dict[int, StreamHandler] = {}  # request cycles and WebSocket streams alike
         self.flush_scheduled = False
-        self.write_paused = False
-        self.write_paused_since = 0.0
         self.connected_at = 0.0
         self.idle_since = 0.0
         self.ticked_at = 0.0  # the last check_timeouts
@@ -119,29 +74,31 @@ class HTTP2Protocol(asyncio.Protocol):
         self.upgrade_rate_start = 0.0  # as H2Cycle.body_rate_start, for the h2c request body
         self.upgrade_received = 0
         self.holding = False  # h2c: no HTTP/2 output until the 101 is out and the client answered it
-        self.targets: dict[int, tuple[RequestHead, str, str, bytes, bytes]] = {}
-        self.websockets: dict[int, Any] = {}  # RFC 8441 streams carrying a WebSocket (websocket_h2.py)
+        self.targets: dict[int, Target] = {}
+
+    @property
+    def write_paused(self) -> bool:
+        """True while the transport is above its high-water mark (StreamCarrierHost)."""
+        return self.flow.write_paused
 
     # ----- connection events ---------------------------------------------------------------
 
-    def attach(self, transport: asyncio.BaseTransport) -> None:
+    def attach(self, transport: asyncio.Transport, scheme: str) -> None:
         """Take the transport, whether the connection began as HTTP/2 or was upgraded from HTTP/1.1."""
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = transport
+        self.flow = FlowControl(transport)
         self.state.connections.add(self)
-        self.server = server_address(transport)
-        self.client = client_address(transport)
-        self.proxy = trusted_proxy(self.config, self.client)
+        self.endpoint = Endpoint(server_address(transport), client_address(transport), scheme, self.settings.proxy)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
-        self.attach(transport)
-        self.scheme = "https" if transport.get_extra_info("sslcontext") else "http"
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.attach(cast(asyncio.Transport, transport), "https" if transport.get_extra_info("sslcontext") else "http")
         self.connected_at = self.idle_since = self.ticked_at = self.state.now
         self.engine.initiate()
         if self.state.shutting_down:  # accepted just before the server began to stop
             self.shutdown()
         self.flush()
 
-    def upgrade(self, transport: asyncio.Transport, scope: dict[str, Any], settings: bytes, rest: bytes) -> None:
+    def upgrade(self, transport: asyncio.Transport, scope: HTTPScope, settings: bytes, rest: bytes) -> None:
         """Take over a connection upgraded with ``Upgrade: h2c``; ``scope`` is the upgrading request.
 
         The request's body (``Content-Length`` bytes at the start of ``rest``) feeds
@@ -151,22 +108,21 @@ class HTTP2Protocol(asyncio.Protocol):
         anything) for an unusable HTTP2-Settings value.
         """
         self.engine.initiate_upgrade(settings)
-        self.attach(transport)  # (the upgrading request's scope has its proxy headers applied already)
-        self.idle_since = self.ticked_at = self.state.now
-        self.upgrade_deadline = self.upgrade_rate_start = self.state.now + self.config.timeout_request_body
+        self.attach(transport, "http")  # h2c is cleartext (the scope has its proxy headers applied already)
+        now = self.state.now
+        self.idle_since = self.ticked_at = now
+        self.upgrade_deadline = self.upgrade_rate_start = now + self.settings.timeout_request_body
         self.holding = True
         scope["http_version"] = "2"
-        scope["extensions"] = _EXTENSIONS
-        cycle = H2Cycle(scope, self, 1, self.loop.time() if self.access_log.enabled else 0.0)
+        scope["extensions"] = HTTP_EXTENSIONS
         length = next((int(v) for k, v in scope["headers"] if k == b"content-length"), 0)
+        cycle = H2Cycle(scope, self, 1, not length, self.loop.time() if self.access_log.enabled else 0.0)
         self.upgrade_body_left = length
-        if self.limit_body is not None and length > self.limit_body:
-            # The body is skipped on its way to the preface; stream 1 gets the 413.
-            self.engine.send_status(1, 413)
+        limit = self.settings.limit_request_body
+        if limit is not None and length > limit:
+            self.refuse_too_large(cycle)  # the body is skipped on its way to the preface
         else:
             self.upgrade_cycle = cycle
-            if not length:
-                cycle.body_complete = True
             self.start_cycle(cycle)
         if not length:
             self.switch_protocols()
@@ -187,28 +143,21 @@ class HTTP2Protocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.connections.discard(self)
         self.transport = None
-        for cycle in list(self.cycles.values()):
-            cycle.feed_disconnect()
-            self.wake(cycle)
-        for websocket in list(self.websockets.values()):
-            websocket.reset()
+        for handler in list(self.streams.values()):
+            handler.reset()
 
     def pause_writing(self) -> None:
         # The peer is not reading: stop reading its frames too, so nothing it sends can make us queue more.
-        self.write_paused = True
-        self.write_paused_since = self.state.now
-        if self.transport is not None:
-            self.transport.pause_reading()
+        self.flow.pause_writing(self.state.now, self.settings.timeout_send)
+        self.flow.pause_reading()
 
     def resume_writing(self) -> None:
-        self.write_paused = False
-        if self.transport is not None and not self.closing and not self.upgrade_paused:
-            self.transport.resume_reading()
-        for cycle in list(self.cycles.values()):
-            if not self.engine.is_blocked(cycle.stream_id):
-                self.wake(cycle)
-        for websocket in list(self.websockets.values()):
-            websocket.drained()
+        flow = self.flow
+        flow.resume_writing()
+        if not self.closing and not self.upgrade_paused:
+            flow.resume_reading()
+        for handler in list(self.streams.values()):
+            handler.drained()
 
     def data_received(self, data: bytes) -> None:
         if self.upgrade_body_left:
@@ -225,15 +174,15 @@ class HTTP2Protocol(asyncio.Protocol):
         take = min(self.upgrade_body_left, len(data))
         self.upgrade_body_left -= take
         self.upgrade_received += take
-        self.upgrade_deadline = self.state.now + self.config.timeout_request_body
+        self.upgrade_deadline = self.state.now + self.settings.timeout_request_body
         cycle = self.upgrade_cycle
-        if cycle is not None and not cycle.response_complete and not cycle.disconnected:
+        if cycle is not None and cycle.phase != COMPLETE and not cycle.disconnected:
             cycle.feed_body(data[:take])
             if not self.upgrade_body_left:
                 cycle.feed_eof()
-            elif len(cycle.body) > _UPGRADE_BODY_HIGH_WATER and self.transport is not None:
+            elif len(cycle.body) > _UPGRADE_BODY_HIGH_WATER:
                 self.upgrade_paused = True  # HTTP/1.1 bytes: no window to close, so stop reading
-                self.transport.pause_reading()
+                self.flow.pause_reading()
         if not self.upgrade_body_left:
             self.switch_protocols()
         return data[take:]
@@ -253,7 +202,7 @@ class HTTP2Protocol(asyncio.Protocol):
             if engine.error_code:
                 error_logger.debug("HTTP/2 connection error %d", engine.error_code)
             self.close()
-        elif engine.shutdown_complete and not self.cycles:
+        elif engine.shutdown_complete and not self.streams:
             self.close()
 
     def schedule_flush(self) -> None:
@@ -277,9 +226,16 @@ class HTTP2Protocol(asyncio.Protocol):
             self.closing = True
             self.transport.close()
 
+    def stream_closed(self, stream_id: int) -> None:
+        """A WebSocket stream is over: it leaves the table (StreamCarrierHost)."""
+        self.streams.pop(stream_id, None)
+        if not self.streams:
+            self.idle_since = self.state.now
+        self.schedule_flush()
+
     # ----- engine callbacks (H2Listener) ------------------------------------------------------
 
-    def target(self, head: RequestHead) -> tuple[RequestHead, str, str, bytes, bytes] | None:
+    def target(self, head: RequestHead) -> Target | None:
         """(head, method, path, raw_path, query_string) for the scope, or None for an unservable target.
 
         Cached per head object: the engine hands out the very same head for a repeated header block.
@@ -293,10 +249,6 @@ class HTTP2Protocol(asyncio.Protocol):
             path, raw_path, query = split_origin_form(head.path)
         except UnicodeDecodeError:
             return None
-        root_path = self.root_path
-        if root_path:
-            path = root_path + path
-            raw_path = root_path.encode("ascii") + raw_path
         target = (head, head.method.decode("ascii"), path, raw_path, query)
         if len(self.targets) >= _TARGET_CACHE_MAX:
             self.targets.clear()
@@ -304,132 +256,65 @@ class HTTP2Protocol(asyncio.Protocol):
         return target
 
     def on_request(self, stream_id: int, head: RequestHead, end_stream: bool) -> None:
-        engine = self.engine
         target = self.target(head)
-        if target is None:
+        if target is None:  # no scope to build, so no cycle: the engine answers
             unsupported = head.path is None or head.protocol is not None  # CONNECT: 405; a non-ASCII path: 400
-            engine.send_status(stream_id, 405 if unsupported else 400)
-            engine.finish_stream(stream_id)
+            self.engine.send_status(stream_id, 405 if unsupported else 400)
+            self.engine.finish_stream(stream_id)
             return
         _, method, path, raw_path, query = target
-        scope = {
-            "type": "http",
-            "asgi": _ASGI,
-            "http_version": "2",
-            "server": self.server,
-            "client": self.client,
-            "scheme": self.scheme,
-            "method": method,
-            "root_path": self.root_path,
-            "path": path,
-            "raw_path": raw_path,
-            "query_string": query,
-            "headers": list(head.headers),
-            "state": self.state.app_state.copy(),
-            "extensions": _EXTENSIONS,
-        }
-        if self.proxy is not None:
-            scope = self.proxy.rewrite(scope)
+        settings = self.settings
+        scope = build_scope(settings, self.state, self.endpoint, "2", method, path, raw_path, query, list(head.headers))
         if head.protocol is not None:  # RFC 8441 extended CONNECT: this stream carries a WebSocket
-            from celeris_asgi.protocols.websocket_h2 import open_h2_websocket
+            from celeris_asgi.protocols.websocket_h2 import H2WebSocketStream
 
-            open_h2_websocket(self, stream_id, scope, end_stream)
+            websocket = H2WebSocketStream(self, self.engine, stream_id, scope)
+            self.streams[stream_id] = websocket
+            websocket.start(end_stream)
             return
-        limit = self.limit_body
+        cycle = H2Cycle(scope, self, stream_id, end_stream, self.loop.time() if self.access_log.enabled else 0.0)
+        limit = settings.limit_request_body
         if limit is not None and head.content_length is not None and head.content_length > limit:
-            engine.send_status(stream_id, 413)
-            engine.finish_stream(stream_id)
+            self.refuse_too_large(cycle)
             return
-        cycle = H2Cycle(scope, self, stream_id, self.loop.time() if self.access_log.enabled else 0.0)
-        if end_stream:
-            cycle.body_complete = True
-        else:
-            cycle.body_deadline = cycle.body_rate_start = self.state.now + self.config.timeout_request_body
+        if not end_stream:
+            cycle.body_deadline = cycle.body_rate_start = self.state.now + settings.timeout_request_body
         self.start_cycle(cycle)
 
     def start_cycle(self, cycle: H2Cycle) -> None:
-        state = self.state
-        state.total_requests += 1
-        self.cycles[cycle.stream_id] = cycle
-        if over_concurrency_limit(state, self.limit_concurrency):
-            cycle.send_error_response(503)
-            self.cycle_done(cycle)
-            return
+        self.streams[cycle.stream_id] = cycle
         # A request without a body starts at once (3.12+): an app that does not wait answers before
         # the next frame is read, and the answers to a whole read go out in one write.
-        cycle.task = start_app_task(state, cycle.run(self.app), self.loop, eager=cycle.body_complete)
+        cycle.start(eager=cycle.body_complete)
 
-    def on_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
-        cycle = self.cycles.get(stream_id)
-        if cycle is None and stream_id in self.websockets:
-            self.websockets[stream_id].feed(data, end_stream)
-            return
-        if cycle is None or cycle.disconnected or cycle.response_complete:
-            if data:
-                self.engine.consume(stream_id, len(data))
-            return
-        if data:
-            cycle.received += len(data)
-            if self.limit_body is not None and cycle.received > self.limit_body:
-                self.refuse_body(cycle, 413)
-                return
-            cycle.feed_body(data)
-        if end_stream:
-            cycle.body_deadline = 0.0
-            cycle.feed_eof()
-        else:
-            cycle.body_deadline = self.state.now + self.config.timeout_request_body
-
-    def refuse_body(self, cycle: H2Cycle, status: int) -> None:
-        """A request body over --limit-request-body (413) or stalled past --timeout-request-body (408)."""
-        sid = cycle.stream_id
-        cycle.body_deadline = 0.0
-        if not cycle.head_sent:
-            cycle.head_sent = cycle.response_started = cycle.response_complete = True
-            cycle.status = status
-            self.engine.send_status(sid, status)
-        self.engine.finish_stream(sid)
-        self.on_stream_reset(sid, f.CANCEL)
+    def refuse_too_large(self, cycle: H2Cycle) -> None:
+        """413 for a request whose declared length is over --limit-request-body; the app never runs."""
+        cycle.respond_error(413, TOO_LARGE)
+        self.engine.finish_stream(cycle.stream_id)
+        if self.access_log.enabled:
+            cycle.log_access()
         self.schedule_flush()
 
+    def on_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
+        handler = self.streams.get(stream_id)
+        if handler is not None:
+            handler.feed(data, end_stream)
+        elif data:
+            self.engine.consume(stream_id, len(data))
+
     def on_stream_reset(self, stream_id: int, error_code: int) -> None:
-        cycle = self.cycles.get(stream_id)
-        if cycle is None:
-            if stream_id in self.websockets:
-                self.websockets[stream_id].reset()
-            return
-        if cycle.body:
-            self.engine.consume(0, len(cycle.body))
-            cycle.body = b""
-        if not cycle.orphaned:
-            cycle.orphaned = True
-            self.engine.orphaned_streams += 1
-        cycle.feed_disconnect()
-        self.wake(cycle)
+        handler = self.streams.get(stream_id)
+        if handler is not None:
+            handler.reset()
 
     def on_stream_drained(self, stream_id: int) -> None:
-        cycle = self.cycles.get(stream_id)
-        if cycle is not None and not self.write_paused:
-            self.wake(cycle)
-        elif cycle is None and stream_id in self.websockets:
-            self.websockets[stream_id].drained()
+        handler = self.streams.get(stream_id)
+        if handler is not None:
+            handler.drained()
 
-    @staticmethod
-    def wake(cycle: H2Cycle) -> None:
-        waiter = cycle.drain_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+    # ----- the cycle's owner side (CycleOwner, see cycle.py) ----------------------------------
 
-    # ----- the cycle's protocol side (see cycle.py) -------------------------------------------
-
-    def write_head(
-        self,
-        cycle: RequestCycle,
-        status: int,
-        headers: list[tuple[bytes, bytes]],
-        body: bytes,
-        more_body: bool,
-    ) -> bool:
+    def write_head(self, cycle: RequestCycle, status: int, headers: Headers, body: bytes, more_body: bool) -> bool:
         assert isinstance(cycle, H2Cycle)
         if not 200 <= status <= 599:
             raise RuntimeError(f"Invalid HTTP status code {status!r} in response.")
@@ -448,26 +333,26 @@ class HTTP2Protocol(asyncio.Protocol):
                 self.schedule_flush()
                 return True
         self.schedule_flush()
-        return self.write_paused
+        return self.flow.write_paused
 
     def write_body(self, cycle: RequestCycle, body: bytes, more_body: bool) -> bool:
         assert isinstance(cycle, H2Cycle)
         end = not more_body and not cycle.trailers_expected
         if not body and not end:
-            return self.write_paused
+            return self.flow.write_paused
         cycle.response_bytes += len(body)
         self.schedule_flush()
-        return not self.engine.send_data(cycle.stream_id, body, end) or self.write_paused
+        return not self.engine.send_data(cycle.stream_id, body, end) or self.flow.write_paused
 
-    def write_trailers(self, cycle: RequestCycle, headers: list[tuple[bytes, bytes]]) -> bool:
+    def write_trailers(self, cycle: RequestCycle, headers: Headers) -> bool:
         assert isinstance(cycle, H2Cycle)
         cycle.trailers.extend(headers)
-        if cycle.response_complete:
+        if cycle.phase == COMPLETE:
             self.engine.send_trailers(cycle.stream_id, cycle.trailers)
             self.schedule_flush()
-        return self.write_paused
+        return self.flow.write_paused
 
-    def write_informational(self, cycle: RequestCycle, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+    def write_informational(self, cycle: RequestCycle, status: int, headers: Headers) -> None:
         assert isinstance(cycle, H2Cycle)
         if 100 < status < 200:  # 100 Continue is implicit in HTTP/2 flow control
             self.engine.send_headers(cycle.stream_id, status, headers)
@@ -477,13 +362,14 @@ class HTTP2Protocol(asyncio.Protocol):
         """Wait until the stream's queued data went out and the transport takes more."""
         assert isinstance(cycle, H2Cycle)
         engine = self.engine
+        flow = self.flow
         while (
-            (self.write_paused or engine.is_blocked(cycle.stream_id))
+            (flow.write_paused or engine.is_blocked(cycle.stream_id))
             and not cycle.disconnected
             and self.transport is not None
         ):
             cycle.drain_waiter = self.loop.create_future()
-            cycle.drain_deadline = self.state.now + self.settings.send_timeout
+            cycle.drain_deadline = self.state.now + self.settings.h2.send_timeout
             try:
                 await cycle.drain_waiter
             finally:
@@ -495,14 +381,14 @@ class HTTP2Protocol(asyncio.Protocol):
         if cycle is self.upgrade_cycle:
             if self.upgrade_paused and len(cycle.body) <= _UPGRADE_BODY_HIGH_WATER:
                 self.upgrade_paused = False
-                if self.transport is not None and not self.write_paused:
-                    self.transport.resume_reading()
+                if self.transport is not None and not self.flow.write_paused:
+                    self.flow.resume_reading()
         elif nbytes:
             self.engine.consume(cycle.stream_id, nbytes)
             if self.engine.has_output:
                 self.schedule_flush()
 
-    def abort(self, cycle: RequestCycle) -> None:
+    def abort_response(self, cycle: RequestCycle) -> None:
         assert isinstance(cycle, H2Cycle)
         self.engine.reset_stream(cycle.stream_id, f.INTERNAL_ERROR)
         self.schedule_flush()
@@ -510,85 +396,59 @@ class HTTP2Protocol(asyncio.Protocol):
     def cycle_done(self, cycle: RequestCycle) -> None:
         assert isinstance(cycle, H2Cycle)
         sid = cycle.stream_id
-        if self.cycles.pop(sid, None) is None:
+        streams = self.streams
+        if streams.pop(sid, None) is None:
             return
         if cycle is self.upgrade_cycle:  # the rest of its body, if any, is read and dropped
             self.upgrade_cycle = None
             if self.upgrade_paused and self.transport is not None:
                 self.upgrade_paused = False
-                self.transport.resume_reading()
+                self.flow.resume_reading()
         engine = self.engine
         if cycle.orphaned:
             engine.orphaned_streams -= 1
-        if cycle.body and cycle is not self.upgrade_cycle:
+        if cycle.body:
             engine.consume(0, len(cycle.body))
-        cycle.body = b""
+            cycle.body = b""
         engine.finish_stream(sid, linger=True)  # a request still arriving is checked to its end
-        if not self.cycles:
+        if not streams:
             self.idle_since = self.state.now
-        if self.access_log.enabled and cycle.response_started:
-            duration = self.loop.time() - cycle.start_time
-            self.access_log.log(cycle.scope, cycle.status, cycle.response_headers, cycle.response_bytes, duration)
+        if self.access_log.enabled:
+            cycle.log_access()
         self.schedule_flush()
 
     # ----- timeouts and shutdown ----------------------------------------------------------------
 
     def check_timeouts(self, now: float) -> None:
-        """Server tick: SETTINGS ACK, send and keep-alive timeouts, the second shutdown step."""
+        """Server tick: SETTINGS ACK, send and keep-alive timeouts, the second shutdown step, each stream's own."""
         transport = self.transport
         if transport is None:
             return
         engine = self.engine
+        settings = self.settings
         if self.upgrade_deadline:
             if self.upgrade_paused:  # we stopped reading it: the client could not send
-                self.upgrade_deadline = now + self.config.timeout_request_body
+                self.upgrade_deadline = now + settings.timeout_request_body
                 self.upgrade_rate_start += now - self.ticked_at
-            elif self.body_overdue(self.upgrade_deadline, self.upgrade_rate_start, self.upgrade_received, now):
+            elif body_overdue(settings, self.upgrade_deadline, self.upgrade_rate_start, self.upgrade_received, now):
                 transport.close()  # the h2c request body stalled or dribbles
             self.ticked_at = now
             return
-        engine.expire_lingering(self.config.timeout_request_body)  # requests left unfinished after their response
-        if not engine.settings_acked and now - self.connected_at > self.settings.settings_timeout:
+        engine.expire_lingering(settings.timeout_request_body)  # requests left unfinished after their response
+        if not engine.settings_acked and now - self.connected_at > settings.h2.settings_timeout:
             engine.close(f.SETTINGS_TIMEOUT, "SETTINGS not acknowledged")
-        elif self.write_paused and now - self.write_paused_since > self.config.timeout_send:
+        elif self.flow.send_timed_out(now):
             error_logger.info("Closing an HTTP/2 connection whose client stopped reading (--timeout-send).")
             transport.abort()
             return
         elif self.shutdown_started and now - self.shutdown_started > _SHUTDOWN_PING_WAIT:
             engine.finish_shutdown()
-        elif not self.cycles and not engine.streams and now - self.idle_since > self.config.timeout_keep_alive:
+        elif not self.streams and not engine.streams and now - self.idle_since > settings.timeout_keep_alive:
             engine.close(f.NO_ERROR, "idle")
-        for cycle in list(self.cycles.values()):
-            if cycle.drain_deadline and now > cycle.drain_deadline:
-                # The peer never opened its window: give the stream up (it keeps no memory pinned).
-                engine.reset_stream(cycle.stream_id, f.CANCEL)
-                self.on_stream_reset(cycle.stream_id, f.CANCEL)
-            elif cycle.body_deadline and not cycle.disconnected:
-                self.check_body_deadlines(cycle, now)
+        for handler in list(self.streams.values()):
+            handler.check_timeouts(now)  # body and send deadlines; WebSocket pings and close handshakes
         self.ticked_at = now
-        for websocket in list(self.websockets.values()):
-            websocket.check_timeouts(now)  # pings, close handshake, a window that never opens
         self.flush()
-
-    def check_body_deadlines(self, cycle: H2Cycle, now: float) -> None:
-        """408 for a stream's request body that stalled or dribbles (see ``body_overdue``).
-
-        Only that stream is refused; the others go on.  Time while we hold the window
-        closed (the app is not reading) stops both clocks: the client could not send.
-        """
-        if self.engine.receive_window_closed(cycle.stream_id):
-            cycle.body_deadline = now + self.config.timeout_request_body
-            cycle.body_rate_start += now - self.ticked_at
-        elif self.body_overdue(cycle.body_deadline, cycle.body_rate_start, cycle.received, now):
-            self.refuse_body(cycle, 408)
-
-    def body_overdue(self, stall_deadline: float, rate_start: float, received: int, now: float) -> bool:
-        """Past ``stall_deadline`` (--timeout-request-body since the last bytes), or too slow on average.
-
-        --limit-request-min-rate: the body is due by ``rate_start`` (its start +
-        --timeout-request-body) + one second per ``min_rate`` bytes received.
-        """
-        return now > stall_deadline or (self.min_rate > 0 and now > rate_start + received / self.min_rate)
 
     def shutdown(self) -> None:
         """Graceful shutdown: GOAWAY twice (announce, then name the last stream), close when idle."""
@@ -596,8 +456,8 @@ class HTTP2Protocol(asyncio.Protocol):
             return
         self.shutdown_started = self.state.now
         self.engine.start_shutdown()
-        for websocket in list(self.websockets.values()):
-            websocket.shutdown()  # close frame 1012 on each open WebSocket stream
-        if not self.cycles and not self.engine.streams:
+        for handler in list(self.streams.values()):
+            handler.shutdown()  # close frame 1012 on each open WebSocket stream
+        if not self.streams and not self.engine.streams:
             self.engine.finish_shutdown()
         self.flush()

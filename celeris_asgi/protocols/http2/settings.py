@@ -4,6 +4,36 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+_MAX_WINDOW = (1 << 31) - 1
+_MAX_SETTING = (1 << 32) - 1  # a value we announce in a SETTINGS frame is 32 bits
+
+#: The one set of bounds of every numeric limit, (lowest, highest) inclusive, None for no upper
+#: bound; the three durations must be above 0 (below). Config names the --h2-* flag of a bad value.
+BOUNDS: dict[str, tuple[int, int | None]] = {
+    "max_concurrent_streams": (1, _MAX_SETTING),
+    "initial_window_size": (65535, _MAX_WINDOW),  # below the RFC's initial window would only slow uploads
+    "connection_window_size": (65535, _MAX_WINDOW),
+    "max_frame_size": (16384, (1 << 24) - 1),  # RFC 9113 section 6.5.2
+    "max_header_list_size": (1024, _MAX_SETTING),
+    "header_table_size": (0, _MAX_SETTING),
+    "max_header_block_size": (1, None),
+    "max_continuation_frames": (1, None),
+    "max_resets_per_interval": (1, None),
+    "max_pings_per_interval": (1, None),
+    "max_settings_per_interval": (1, None),
+    "max_empty_data_per_interval": (1, None),
+}
+DURATIONS = ("flood_interval", "settings_timeout", "send_timeout")
+
+
+class H2SettingsError(ValueError):
+    """A limit outside its bounds; `field` names it, `rule` says what it must be."""
+
+    def __init__(self, field: str, rule: str) -> None:
+        super().__init__(f"h2 {field} {rule}")
+        self.field = field
+        self.rule = rule
+
 
 @dataclass(frozen=True, slots=True)
 class H2Settings:
@@ -11,8 +41,9 @@ class H2Settings:
 
     #: SETTINGS_MAX_CONCURRENT_STREAMS: streams beyond it are refused (REFUSED_STREAM).
     max_concurrent_streams: int = 100
-    #: SETTINGS_INITIAL_WINDOW_SIZE: bytes of request body a stream may send ahead of the app.
-    initial_window_size: int = 65535
+    #: SETTINGS_INITIAL_WINDOW_SIZE: bytes of request body a stream may send ahead of the app
+    #: (the server's default; RFC 9113's own 65535 applies until the peer acknowledges ours).
+    initial_window_size: int = 1 << 20
     #: Connection-level receive window we open at start (bounds body bytes buffered per connection).
     connection_window_size: int = 1 << 20
     #: SETTINGS_MAX_FRAME_SIZE we accept (16384..16777215).
@@ -41,26 +72,12 @@ class H2Settings:
     enable_connect_protocol: bool = False
 
     def __post_init__(self) -> None:
-        if not 16384 <= self.max_frame_size <= (1 << 24) - 1:
-            raise ValueError("h2 max_frame_size must be between 16384 and 16777215")
-        if not 0 < self.initial_window_size <= (1 << 31) - 1:
-            raise ValueError("h2 initial_window_size must be between 1 and 2147483647")
-        if not 65535 <= self.connection_window_size <= (1 << 31) - 1:
-            raise ValueError("h2 connection_window_size must be between 65535 and 2147483647")
-        for name in (
-            "max_concurrent_streams",
-            "max_header_list_size",
-            "max_header_block_size",
-            "max_continuation_frames",
-            "max_resets_per_interval",
-            "max_pings_per_interval",
-            "max_settings_per_interval",
-            "max_empty_data_per_interval",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"h2 {name} must be at least 1")
-        if self.header_table_size < 0:
-            raise ValueError("h2 header_table_size must not be negative")
-        for name in ("flood_interval", "settings_timeout", "send_timeout"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"h2 {name} must be positive")
+        for name, (lowest, highest) in BOUNDS.items():
+            value = getattr(self, name)
+            if value < lowest or (highest is not None and value > highest):
+                rule = f"must be at least {lowest}" if highest is None else f"must be between {lowest} and {highest}"
+                raise H2SettingsError(name, f"{rule}; got {value}")
+        for name in DURATIONS:
+            value = getattr(self, name)
+            if not value > 0:
+                raise H2SettingsError(name, f"must be greater than 0; got {value}")

@@ -1,4 +1,4 @@
-"""Per-stream state, the listener interface the engine calls, and the two error kinds."""
+"""Per-stream state, the stream table, the listener interface the engine calls, and the two error kinds."""
 
 from __future__ import annotations
 
@@ -71,3 +71,43 @@ class Stream:
         self.pending: memoryview | None = None
         self.pending_end = False
         self.pending_trailers: list[tuple[bytes, bytes]] | None = None
+
+
+class StreamTable:
+    """Which streams are open, which closed lately and how, and which linger (RFC 9113 5.1).
+
+    ``streams`` holds the open (and half-closed) streams; a closed id is remembered in two
+    generations so forgetting the oldest is O(1) (at most 2 x ``memory`` ids). ``lingering``
+    maps half-closed (local) streams the application is done with to since when (oldest
+    first): the rest of their request is still checked, then dropped (``H2Connection.finish_stream``).
+    """
+
+    __slots__ = ("_closed", "_closed_before", "_memory", "lingering", "streams")
+
+    def __init__(self, max_concurrent_streams: int) -> None:
+        self.streams: dict[int, Stream] = {}
+        self.lingering: dict[int, float] = {}
+        self._closed: dict[int, int] = {}
+        self._closed_before: dict[int, int] = {}
+        self._memory = max(256, 2 * max_concurrent_streams)
+
+    def close(self, stream_id: int, how: int) -> Stream | None:
+        """Forget an open stream (if it is one) and remember how it closed; returns the stream."""
+        closed = self._closed
+        closed[stream_id] = how
+        if len(closed) >= self._memory:
+            self._closed_before = closed
+            self._closed = {}
+        if self.lingering:
+            self.lingering.pop(stream_id, None)
+        return self.streams.pop(stream_id, None)
+
+    def how_closed(self, stream_id: int) -> int | None:
+        """CLOSED, RESET_BY_US or RESET_BY_PEER for a stream closed lately; None when forgotten (or never open)."""
+        how = self._closed.get(stream_id)
+        return self._closed_before.get(stream_id) if how is None else how
+
+    @property
+    def remembered(self) -> int:
+        """How many closed stream ids are remembered (bounded by twice the memory)."""
+        return len(self._closed) + len(self._closed_before)

@@ -1,6 +1,6 @@
 """HTTP/1.1 -> HTTP/2 cleartext upgrade (RFC 7540 section 3.2): the upgrading request becomes stream 1.
 
-``h2c_request`` decides, from a parsed HTTP/1.1 head, whether to upgrade;
+``h2c_settings`` decides, from a parsed HTTP/1.1 head, whether to upgrade;
 ``upgrade_h2c`` hands the transport to a new ``HTTP2Protocol``.  The request
 body (Content-Length only; chunked requests are not upgraded) arrives after
 the head on the wire and is read by the HTTP/2 side, with backpressure, before
@@ -9,12 +9,18 @@ the client preface.
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from typing import TYPE_CHECKING
 
 from celeris_asgi.headers import STATUS_LINES
+from celeris_asgi.protocols.handoff import hand_over
 
 from .frames import decode_http2_settings
 from .protocol import HTTP2Protocol
+
+if TYPE_CHECKING:
+    from celeris_asgi.asgi_types import Headers, HTTPScope
+    from celeris_asgi.protocols.http1 import HTTP1Protocol
 
 _HOP_BY_HOP = frozenset({b"connection", b"upgrade", b"http2-settings"})
 
@@ -27,13 +33,17 @@ def _valid_settings(value: bytes) -> bool:
     return True
 
 
-def h2c_request(config: Any, scope: dict[str, Any], transfer_encoding: bytes | None) -> bytes | None:
-    """The HTTP2-Settings value when this request may switch to h2c, else None (serve it as HTTP/1.1)."""
-    if config.http != "auto" or scope["scheme"] != "http" or transfer_encoding is not None:
+def h2c_settings(headers: Headers, transfer_encoding: bytes | None) -> bytes | None:
+    """The HTTP2-Settings value when an `Upgrade: h2c` request may switch, else None (serve it as HTTP/1.1).
+
+    RFC 7540 3.2 and 3.2.1: exactly one valid HTTP2-Settings, named in Connection with `Upgrade`;
+    the body must come with a Content-Length (a chunked one is served as HTTP/1.1).
+    """
+    if transfer_encoding is not None:
         return None
     settings = []
     tokens: set[bytes] = set()
-    for name, value in scope["headers"]:
+    for name, value in headers:
         if name == b"http2-settings":
             settings.append(value)
         elif name == b"connection":
@@ -45,15 +55,18 @@ def h2c_request(config: Any, scope: dict[str, Any], transfer_encoding: bytes | N
     return settings[0] if _valid_settings(settings[0]) else None
 
 
-def upgrade_h2c(http1: Any, scope: dict[str, Any], settings: bytes, rest: bytes) -> None:
-    """Switch the HTTP/1.1 connection of ``http1`` to HTTP/2; ``rest`` are the bytes after the head."""
-    transport = http1.transport
+def upgrade_h2c(
+    http1: HTTP1Protocol, transport: asyncio.Transport, scope: HTTPScope, settings: bytes, rest: bytes
+) -> None:
+    """Switch the connection ``http1`` gave up to HTTP/2; ``rest`` are the bytes after the head."""
     length = int(http1.content_length or b"0")
-    if http1.expect_continue and length and (http1.limit_body is None or length <= http1.limit_body):
+    limit = http1.settings.limit_request_body
+    if http1.expect_continue and length and (limit is None or length <= limit):
         transport.write(STATUS_LINES[100] + b"\r\n")  # RFC 9110 10.1.1: the client waits for it to send the body
-    http1.state.connections.discard(http1)
-    http1.transport = None
     scope["headers"] = [field for field in scope["headers"] if field[0] not in _HOP_BY_HOP]
-    protocol = HTTP2Protocol(http1.config, http1.state, http1.loop)
-    transport.set_protocol(protocol)
-    protocol.upgrade(transport, scope, settings, rest)
+    protocol = HTTP2Protocol(http1.settings, http1.state, http1.loop)
+
+    def start(transport: asyncio.Transport, rest: bytes) -> None:
+        protocol.upgrade(transport, scope, settings, rest)
+
+    hand_over(http1.state, http1, transport, protocol, rest, start)
