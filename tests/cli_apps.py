@@ -30,9 +30,7 @@ async def _lifespan(receive: Any, send: Any, startup_failure: str | None = None)
 
 
 async def _respond(send: Any, body: bytes, status: int = 200) -> None:
-    await send(
-        {"type": "http.response.start", "status": status, "headers": [(b"content-length", b"%d" % len(body))]}
-    )
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-length", b"%d" % len(body))]})
     await send({"type": "http.response.body", "body": body})
 
 

@@ -124,9 +124,7 @@ def test_reload_without_watchfiles_is_one_clear_error(tmp_path: Path) -> None:
         ("migrations/0001.py", [], ["migrations/*"], False),
     ],
 )
-def test_reload_filter(
-    tmp_path: Path, path: str, includes: list[str], excludes: list[str], expected: bool
-) -> None:
+def test_reload_filter(tmp_path: Path, path: str, includes: list[str], excludes: list[str], expected: bool) -> None:
     # Directories above the watched one never count: a project may live under a hidden directory.
     root = tmp_path / ".hidden" / "project"
     assert ReloadFilter([root], includes, excludes)(None, str(root / path)) is expected
