@@ -53,11 +53,11 @@ def tls_extension(transport: asyncio.BaseTransport) -> dict[str, Any] | None:
 
 def _client_chain(ssl_object: ssl.SSLObject) -> list[str]:
     """The certificates the client sent, as PEM, its own first; Python < 3.13 exposes only that one."""
-    sent_chain = getattr(ssl_object, "get_unverified_chain", None)  # 3.13+: DER bytes per certificate
-    if sent_chain is not None:
-        return [ssl.DER_cert_to_PEM_cert(der) for der in sent_chain() or ()]
     der = ssl_object.getpeercert(binary_form=True)
-    return [ssl.DER_cert_to_PEM_cert(der)] if der else []
+    if not der:
+        return []
+    sent_chain = getattr(ssl_object, "get_unverified_chain", None)  # 3.13+: DER bytes per certificate
+    return [ssl.DER_cert_to_PEM_cert(cert) for cert in (sent_chain() if sent_chain is not None else [der])]
 
 
 def _rfc4514_name(peer_cert: Any) -> str | None:
