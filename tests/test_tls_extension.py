@@ -98,3 +98,11 @@ def test_cleartext_connections_have_no_tls_extension(serve: Any) -> None:
     with httpx.Client(http1=False, http2=True) as client:
         response = client.get(server.url + "/")
     assert response.http_version == "HTTP/2" and response.json() is None
+
+
+@pytest.mark.xfail(strict=True, reason="HTTP/1.1 builds its own scope (own extensions) until its seam reshape lands")
+def test_mutual_tls_over_http_1_1_shows_the_client_certificate(serve: Any, pki: dict[str, Any]) -> None:
+    server = tls_server(serve, pki, ssl.CERT_REQUIRED)
+    with httpx.Client(verify=client_context(pki, with_cert=True)) as client:
+        response = client.get(server.url + "/")
+    assert response.http_version == "HTTP/1.1" and response.json()["client_cert_name"].startswith("CN=Alice,")
