@@ -58,6 +58,19 @@ class CycleOwner(Protocol):
 
     The write_* methods return True when the caller must `await drain(cycle)` before going on (the
     transport is above its high-water mark, or an HTTP/2 window is closed).
+
+    Optional fast path for file bodies (http.response.pathsend / zerocopysend); an owner without it
+    gets the file in FILE_CHUNK parts through write_head/write_body:
+
+        async def send_file(self, cycle: RequestCycle, fd: int, offset: int, count: int) -> bool
+
+    Called once the head is written (cycle.phase is HEAD_SENT, the owner was told more_body=True),
+    maybe after other body parts. Either write exactly `count` bytes of the open file `fd` from
+    `offset` as body bytes (e.g. drain the transport, then loop.sendfile), add them to
+    cycle.response_bytes and return True; or write nothing and return False when it cannot (TLS,
+    chunked framing, ...): the cycle then falls back to the chunked loop. Raise ClientDisconnected
+    if the peer goes away; an OSError from the file is the app's error (the cycle aborts the
+    response). The cycle ends the body itself, with an empty last write_body.
     """
 
     settings: ServerSettings
@@ -87,19 +100,6 @@ class CycleOwner(Protocol):
 
     def cycle_done(self, cycle: RequestCycle) -> None:
         """The app call returned (or was refused): free the request's slot, move to the next request."""
-
-    # Optional fast path for file bodies (http.response.pathsend / zerocopysend); an owner without
-    # it gets the file in FILE_CHUNK parts through write_body:
-    #
-    #     async def send_file(self, cycle: RequestCycle, fd: int, offset: int, count: int) -> bool
-    #
-    # Called once the head is written (cycle.phase is HEAD_SENT, the owner was told more_body=True)
-    # and before any other write for this response. Either write exactly `count` bytes of the open
-    # file `fd` from `offset` as body bytes (e.g. drain the transport, then loop.sendfile), add them
-    # to cycle.response_bytes and return True; or write nothing and return False when it cannot
-    # (TLS, chunked framing, ...): the cycle then falls back to the chunked loop. Raise
-    # ClientDisconnected if the peer goes away; an OSError from the file is the app's error (the
-    # cycle aborts the response). The cycle ends the body itself (an empty last write_body).
 
 
 class Endpoint:
