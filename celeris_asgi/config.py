@@ -23,6 +23,7 @@ from celeris_asgi.importer import ImportFromStringError, import_from_string
 from celeris_asgi.logging import DEFAULT_LOG_CONFIG, LogConfig, configure_logging, error_logger
 from celeris_asgi.protocols.http2.settings import H2Settings, H2SettingsError
 from celeris_asgi.systemd import Notifier, listen_fd
+from celeris_asgi.tls_info import remember_server_cert
 
 if TYPE_CHECKING:
     from celeris_asgi.asgi_types import Receive, Scope, Send
@@ -552,6 +553,7 @@ class Config:
             context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile, self.ssl_keyfile_password)
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(f"Cannot load the TLS certificate or key: {exc}.") from None
+        remember_server_cert(context, self.ssl_certfile)  # for the ASGI `tls` extension's server_cert
         try:
             context.set_ciphers(self.ssl_ciphers)
         except ssl.SSLError:

@@ -15,6 +15,8 @@ bytes and feeds the request side with feed_body(), feed_eof() and feed_disconnec
 from __future__ import annotations
 
 import asyncio
+import os
+import stat
 import sys
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
@@ -30,7 +32,15 @@ if TYPE_CHECKING:
     from celeris_asgi.state import ServerState
 
 ASGI_VERSIONS: ASGIVersions = {"version": "3.0", "spec_version": "2.4"}  # every scope's "asgi"
-HTTP_EXTENSIONS: dict[str, Any] = {"http.response.trailers": {}, "http.response.early_hint": {}}
+HTTP_EXTENSIONS: dict[str, Any] = {
+    "http.response.trailers": {},
+    "http.response.early_hint": {},
+    "http.response.pathsend": {},
+    "http.response.zerocopysend": {},
+}
+# A file body (pathsend, zerocopysend) is read and written in parts this big, so it never sits
+# whole in memory and each part goes through the owner's flow control (HTTP/2 windows, TLS).
+FILE_CHUNK = 256 * 1024
 _DISCONNECT: dict[str, Any] = {"type": "http.disconnect"}
 # Python 3.12+ can start a task eagerly: a handler that never waits runs to completion right
 # away, with no trip through the event loop (and no done-callback when it finished).
@@ -49,6 +59,19 @@ class CycleOwner(Protocol):
 
     The write_* methods return True when the caller must `await drain(cycle)` before going on (the
     transport is above its high-water mark, or an HTTP/2 window is closed).
+
+    Optional fast path for file bodies (http.response.pathsend / zerocopysend); an owner without it
+    gets the file in FILE_CHUNK parts through write_head/write_body:
+
+        async def send_file(self, cycle: RequestCycle, fd: int, offset: int, count: int) -> bool
+
+    Called once the head is written (cycle.phase is HEAD_SENT, the owner was told more_body=True),
+    maybe after other body parts. Either write exactly `count` bytes of the open file `fd` from
+    `offset` as body bytes (e.g. drain the transport, then loop.sendfile), add them to
+    cycle.response_bytes and return True; or write nothing and return False when it cannot (TLS,
+    chunked framing, ...): the cycle then falls back to the chunked loop. Raise ClientDisconnected
+    if the peer goes away; an OSError from the file is the app's error (the cycle aborts the
+    response). The cycle ends the body itself, with an empty last write_body.
     """
 
     settings: ServerSettings
@@ -84,7 +107,7 @@ class Endpoint:
     """Who is on each end of one connection, fixed when it is accepted: the scope's server, client
     and scheme, and the proxy-header rules when the peer is a trusted proxy (judged once)."""
 
-    __slots__ = ("client", "proxy", "scheme", "server")
+    __slots__ = ("client", "extensions", "proxy", "scheme", "server")
 
     def __init__(
         self,
@@ -92,11 +115,15 @@ class Endpoint:
         client: tuple[str, int] | None,
         scheme: str,
         proxy: ProxyHeaders | None,
+        extensions: dict[str, Any] | None = None,
     ) -> None:
         self.server = server
         self.client = client
         self.scheme = scheme
         self.proxy = proxy if proxy is not None and proxy.trusts_peer(client) else None
+        # The scope's extensions: HTTP_EXTENSIONS plus this connection's own (the `tls` one), merged
+        # once here so a request shares one dict whatever it carries.
+        self.extensions = {**HTTP_EXTENSIONS, **extensions} if extensions else HTTP_EXTENSIONS
 
 
 def build_scope(
@@ -129,7 +156,7 @@ def build_scope(
         "query_string": query_string,
         "headers": headers,
         "state": state.app_state.copy(),
-        "extensions": HTTP_EXTENSIONS,
+        "extensions": endpoint.extensions,
     }
     proxy = endpoint.proxy
     if proxy is not None:
@@ -181,6 +208,10 @@ def error_response(status: int, reason: str) -> tuple[Headers, bytes]:
 
 class ClientDisconnected(OSError):
     """send() after the client went away (ASGI spec 2.4 asks for an OSError subclass)."""
+
+
+class FileSendError(RuntimeError):
+    """A pathsend/zerocopysend file that cannot be served (missing, not a regular file, shrunk)."""
 
 
 class RequestCycle:
@@ -444,5 +475,74 @@ class RequestCycle:
             if phase != PENDING:
                 raise RuntimeError("Unexpected ASGI message 'http.response.early_hint' sent, after response started.")
             self.owner.write_informational(self, 103, [(b"link", link) for link in message.get("links", ())])
+        elif kind == "http.response.pathsend" or kind == "http.response.zerocopysend":
+            if phase == PENDING or phase >= TRAILERS:
+                raise RuntimeError(f"Unexpected ASGI message {kind!r} sent, before the start or after the body.")
+            if kind == "http.response.pathsend":
+                await self.send_path(message["path"])
+            else:
+                await self.send_zerocopy(message)
         else:
             raise RuntimeError(f"Unexpected ASGI message type {kind!r}.")
+
+    # ----- file bodies (the pathsend and zerocopysend extensions) ----------------------------
+
+    async def send_path(self, path: str) -> None:
+        """http.response.pathsend: the whole file at `path` is the rest of the body."""
+        if not os.path.isabs(path):
+            raise FileSendError(f"http.response.pathsend needs an absolute path, got {path!r}.")
+        try:
+            # O_NONBLOCK: opening a FIFO must not hang the worker; it is refused below.
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as exc:
+            raise FileSendError(f"http.response.pathsend cannot open {path!r}: {exc.strerror}.") from None
+        try:
+            size = os.fstat(fd)
+            if not stat.S_ISREG(size.st_mode):
+                kind = "a directory" if stat.S_ISDIR(size.st_mode) else "not a regular file"
+                raise FileSendError(f"http.response.pathsend {path!r} is {kind}.")
+            await self.send_file(fd, 0, size.st_size, False, path)
+        finally:
+            os.close(fd)
+
+    async def send_zerocopy(self, message: Message) -> None:
+        """http.response.zerocopysend: `count` bytes (default: to its end) of an open file from
+        `offset` (default: its position, which then moves past them)."""
+        file = message["file"]
+        fd = file if isinstance(file, int) else file.fileno()
+        offset = message.get("offset")
+        count = message.get("count")
+        try:
+            position = os.lseek(fd, 0, os.SEEK_CUR) if offset is None else offset
+            if count is None:
+                count = max(os.fstat(fd).st_size - position, 0)
+        except OSError as exc:
+            raise FileSendError(f"http.response.zerocopysend cannot use file {file!r}: {exc.strerror}.") from None
+        await self.send_file(fd, position, count, message.get("more_body", False), f"fd {fd}")
+        if offset is None:
+            os.lseek(fd, position + count, os.SEEK_SET)
+
+    async def send_file(self, fd: int, offset: int, count: int, more_body: bool, name: str) -> None:
+        """Send `count` bytes of `fd` from `offset` as body parts (the owner's send_file fast path
+        when it has one), then end the body unless more_body; the ASGI rules are send()'s."""
+        send = self.send
+        send_file = getattr(self.owner, "send_file", None)
+        if send_file is not None and count:
+            if self.phase == STARTED:
+                await send({"type": "http.response.body", "body": b"", "more_body": True})
+            if await send_file(self, fd, offset, count):
+                await send({"type": "http.response.body", "body": b"", "more_body": more_body})
+                return
+        end = offset + count
+        while True:
+            try:
+                part = os.pread(fd, min(FILE_CHUNK, end - offset), offset) if offset < end else b""
+            except OSError as exc:
+                raise FileSendError(f"Reading {name} failed: {exc.strerror}.") from None
+            offset += len(part)
+            if not part and offset < end:
+                raise FileSendError(f"{name} ended {end - offset} bytes early (truncated while it was sent?).")
+            last = offset >= end
+            await send({"type": "http.response.body", "body": part, "more_body": more_body or not last})
+            if last:
+                return

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -17,7 +18,7 @@ import pytest
 
 from celeris_asgi.asgi_types import Headers, Message
 from celeris_asgi.config import Config
-from celeris_asgi.cycle import Endpoint, RequestCycle, build_scope
+from celeris_asgi.cycle import COMPLETE, FILE_CHUNK, Endpoint, RequestCycle, build_scope
 from celeris_asgi.headers import DefaultHeaders
 from celeris_asgi.settings import ServerSettings
 from celeris_asgi.state import ServerState
@@ -328,3 +329,140 @@ async def test_build_scope_joins_root_path_and_copies_state() -> None:
     assert scope["path"] == "/api/x" and scope["raw_path"] == b"/api/x" and scope["root_path"] == "/api"
     assert scope["scheme"] == "https" and scope["client"] == ("10.0.0.1", 1234) and scope["http_version"] == "2"
     assert scope["state"] == {"db": "conn"} and scope["state"] is not owner.state.app_state
+
+
+# ----- file bodies: http.response.pathsend and http.response.zerocopysend --------------------
+
+
+def body_of(owner: RecordingOwner) -> bytes:
+    """The response body the owner was given, head part included."""
+    return b"".join(call[3] if call[0] == "head" else call[1] for call in owner.calls if call[0] in ("head", "body"))
+
+
+def path_app(path: str) -> Any:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200})
+        await send({"type": "http.response.pathsend", "path": path})
+
+    return app
+
+
+@in_loop
+async def test_pathsend_is_declared_and_sends_the_file_in_bounded_parts(tmp_path: Any) -> None:
+    content = os.urandom(FILE_CHUNK * 2 + 1000)
+    (tmp_path / "f").write_bytes(content)
+    owner = RecordingOwner()
+    cycle = make_cycle(owner)
+    assert "http.response.pathsend" in cycle.scope["extensions"]
+    assert "http.response.zerocopysend" in cycle.scope["extensions"]
+    await asyncio.wait_for(cycle.run(path_app(str(tmp_path / "f"))), 5)
+    assert owner.kinds() == ["head", "body", "body", "done"]
+    assert [len(call[3] if call[0] == "head" else call[1]) for call in owner.calls[:3]] == [
+        FILE_CHUNK,
+        FILE_CHUNK,
+        1000,
+    ]
+    assert [call[-1] for call in owner.calls[:3]] == [True, True, False]
+    assert body_of(owner) == content and cycle.phase == COMPLETE
+
+
+@in_loop
+async def test_pathsend_waits_for_the_owner_to_drain_between_parts(tmp_path: Any) -> None:
+    (tmp_path / "f").write_bytes(b"x" * (FILE_CHUNK + 1))
+    owner = RecordingOwner()
+    owner.paused = True
+    task = asyncio.ensure_future(make_cycle(owner).run(path_app(str(tmp_path / "f"))))
+    await asyncio.sleep(0.01)
+    assert owner.kinds() == ["head", "drain"]  # the second part waits for the window to reopen
+    owner.drained.set()
+    await asyncio.wait_for(task, 5)
+    assert owner.kinds() == ["head", "drain", "body", "drain", "done"]
+
+
+@in_loop
+async def test_an_empty_file_is_an_empty_body(tmp_path: Any) -> None:
+    (tmp_path / "f").write_bytes(b"")
+    owner = await run_app(path_app(str(tmp_path / "f")))
+    assert owner.calls == [("head", 200, [], b"", False), ("done",)]
+
+
+@pytest.mark.parametrize(
+    ("name", "error"),
+    [("missing", "cannot open"), ("dir", "is a directory"), ("relative", "needs an absolute path")],
+)
+@in_loop
+async def test_an_unusable_path_is_a_500_logged_once(
+    tmp_path: Any, caplog: pytest.LogCaptureFixture, name: str, error: str
+) -> None:
+    (tmp_path / "dir").mkdir()
+    path = "relative/file" if name == "relative" else str(tmp_path / name)
+    with caplog.at_level(logging.ERROR, logger="celeris.error"):
+        owner = await run_app(path_app(path))
+    assert owner.calls[0][:2] == ("head", 500) and owner.kinds() == ["head", "done"]
+    errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert len(errors) == 1 and errors[0].exc_info is not None and error in str(errors[0].exc_info[1])
+
+
+@in_loop
+async def test_a_file_truncated_while_it_is_sent_aborts_the_response(tmp_path: Any) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * (FILE_CHUNK * 3))
+
+    class TruncatingOwner(RecordingOwner):
+        def write_head(self, cycle: RequestCycle, status: int, headers: Headers, body: bytes, more: bool) -> bool:
+            os.truncate(path, FILE_CHUNK + 10)
+            return super().write_head(cycle, status, headers, body, more)
+
+    owner = TruncatingOwner()
+    await asyncio.wait_for(make_cycle(owner).run(path_app(str(path))), 5)
+    assert owner.kinds() == ["head", "body", "abort", "done"]
+    assert len(body_of(owner)) == FILE_CHUNK + 10
+
+
+@in_loop
+async def test_pathsend_before_the_start_raises_in_the_app(tmp_path: Any) -> None:
+    raised: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await send({"type": "http.response.pathsend", "path": str(tmp_path)})
+        except RuntimeError as exc:
+            raised.append(str(exc))
+            raise
+
+    owner = await run_app(app)
+    assert "Unexpected ASGI message 'http.response.pathsend'" in raised[0] and owner.calls[0][:2] == ("head", 500)
+
+
+@in_loop
+async def test_zerocopysend_takes_offset_count_and_more_body_and_moves_the_position(tmp_path: Any) -> None:
+    (tmp_path / "f").write_bytes(b"0123456789")
+
+    with open(tmp_path / "f", "rb") as file:
+        file.seek(2)
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await send({"type": "http.response.start", "status": 200})
+            await send({"type": "http.response.zerocopysend", "file": file, "count": 3, "more_body": True})
+            await send({"type": "http.response.zerocopysend", "file": file.fileno(), "offset": 8, "more_body": True})
+            await send({"type": "http.response.zerocopysend", "file": file, "more_body": True})  # position to end
+            await send({"type": "http.response.body", "body": b"!"})
+
+        owner = await run_app(app)
+    assert body_of(owner) == b"23489" + b"56789" + b"!"
+
+
+@pytest.mark.parametrize("takes_it", [True, False], ids=["fast-path", "declined"])
+@in_loop
+async def test_an_owner_with_send_file_gets_the_whole_range_after_the_head(tmp_path: Any, takes_it: bool) -> None:
+    (tmp_path / "f").write_bytes(b"abcdef")
+
+    class SendfileOwner(RecordingOwner):
+        async def send_file(self, cycle: RequestCycle, fd: int, offset: int, count: int) -> bool:
+            self.calls.append(("send_file", os.pread(fd, count, offset), takes_it))
+            return takes_it
+
+    owner = SendfileOwner()
+    await asyncio.wait_for(make_cycle(owner).run(path_app(str(tmp_path / "f"))), 5)
+    assert owner.calls[:2] == [("head", 200, [], b"", True), ("send_file", b"abcdef", takes_it)]
+    assert owner.calls[2:] == [("body", b"" if takes_it else b"abcdef", False), ("done",)]

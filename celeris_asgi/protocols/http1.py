@@ -37,6 +37,7 @@ from celeris_asgi.protocols.http1_request import (
 )
 from celeris_asgi.protocols.http1_response import ResponseWriter, informational
 from celeris_asgi.protocols.http1_upgrade import parser_after_declined_upgrade, switch_connection, upgrade_offer
+from celeris_asgi.tls_info import tls_extension
 
 if TYPE_CHECKING:
     from celeris_asgi.asgi_types import Headers, HTTPScope
@@ -143,7 +144,9 @@ class HTTP1Protocol(asyncio.Protocol):
         self.flow = FlowControl(transport)
         scheme = "https" if transport.get_extra_info("sslcontext") else "http"
         client = client_address(transport)
-        self.endpoint = Endpoint(server_address(transport), client, scheme, self.settings.proxy)
+        self.endpoint = Endpoint(
+            server_address(transport), client, scheme, self.settings.proxy, tls_extension(transport)
+        )
         self.deadline = self.state.now + self.settings.timeout_request_header  # the first request's head
 
     def connection_lost(self, exc: Exception | None) -> None:

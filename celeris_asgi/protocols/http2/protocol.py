@@ -14,12 +14,13 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, cast
 
-from celeris_asgi.cycle import COMPLETE, HTTP_EXTENSIONS, Endpoint, RequestCycle, build_scope
+from celeris_asgi.cycle import COMPLETE, Endpoint, RequestCycle, build_scope
 from celeris_asgi.headers import validate_header
 from celeris_asgi.logging import error_logger
 from celeris_asgi.protocols.addresses import client_address, server_address
 from celeris_asgi.protocols.flow import FlowControl
 from celeris_asgi.protocols.target import split_origin_form
+from celeris_asgi.tls_info import tls_extension
 
 from . import frames as f
 from .connection import H2Connection
@@ -88,7 +89,9 @@ class HTTP2Protocol(asyncio.Protocol):
         self.transport = transport
         self.flow = FlowControl(transport)
         self.state.connections.add(self)
-        self.endpoint = Endpoint(server_address(transport), client_address(transport), scheme, self.settings.proxy)
+        self.endpoint = Endpoint(
+            server_address(transport), client_address(transport), scheme, self.settings.proxy, tls_extension(transport)
+        )
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.attach(cast(asyncio.Transport, transport), "https" if transport.get_extra_info("sslcontext") else "http")
@@ -114,7 +117,7 @@ class HTTP2Protocol(asyncio.Protocol):
         self.upgrade_deadline = self.upgrade_rate_start = now + self.settings.timeout_request_body
         self.holding = True
         scope["http_version"] = "2"
-        scope["extensions"] = HTTP_EXTENSIONS
+        scope["extensions"] = self.endpoint.extensions
         length = next((int(v) for k, v in scope["headers"] if k == b"content-length"), 0)
         cycle = H2Cycle(scope, self, 1, not length, self.loop.time() if self.access_log.enabled else 0.0)
         self.upgrade_body_left = length
