@@ -69,6 +69,9 @@ def test_supervisor_notifies_ready_reloading_and_stopping(celeris, notify_socket
     ready = notify_socket.next()
     assert ready["READY"] == "1"
     assert ready["STATUS"].endswith(f"serving on http://127.0.0.1:{process.port}")
+    # The master has seen both workers serve before the reload, so both are replaced (one it has not yet
+    # seen ready would be stopped instead, and READY would then come with one worker).
+    process.read_until(r"Worker \[\d+\] is serving", count=2)
     os.kill(process.proc.pid, signal.SIGHUP)
     reloading = notify_socket.next()
     assert reloading["RELOADING"] == "1" and int(reloading["MONOTONIC_USEC"]) > 0
