@@ -7,7 +7,6 @@ worker all agree. A bad value raises `ConfigError` with one line a user can act 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import logging
 import math
 import os
@@ -15,18 +14,17 @@ import socket
 import ssl
 import stat
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from celeris_asgi.importer import ImportFromStringError, import_from_string
+from celeris_asgi.app_loading import AppLoadError, load_app
 from celeris_asgi.logging import DEFAULT_LOG_CONFIG, LogConfig, configure_logging, error_logger
 from celeris_asgi.protocols.http2.settings import H2Settings, H2SettingsError
 from celeris_asgi.systemd import Notifier, listen_fd
 from celeris_asgi.tls_info import remember_server_cert
 
 if TYPE_CHECKING:
-    from celeris_asgi.asgi_types import Receive, Scope, Send
     from celeris_asgi.metrics import Metrics
     from celeris_asgi.middleware.proxy_headers import ProxyHeaders
     from celeris_asgi.settings import ServerSettings
@@ -502,22 +500,9 @@ class Config:
             factory = self.ssl_context_factory
             self.ssl = factory(self, self.create_ssl_context) if factory else self.create_ssl_context()
         try:
-            app = import_from_string(self.app)
-        except ImportFromStringError as exc:
+            app = load_app(self.app, self.factory, self.interface)
+        except AppLoadError as exc:
             raise ConfigError(str(exc)) from exc.__cause__  # the app's own traceback, shown at debug
-        if self.factory:
-            if not callable(app):
-                raise ConfigError(f"--factory given, but {self.app!r} is not callable.")
-            try:
-                app = app()
-            except TypeError as exc:
-                raise ConfigError(f"Error calling the app factory {self.app!r}: {exc}") from None
-        elif inspect.isfunction(app) and not inspect.iscoroutinefunction(app) and _looks_like_factory(app):
-            raise ConfigError(f"{self.app!r} looks like an app factory; pass --factory to call it.")
-        if not callable(app):
-            raise ConfigError(f"{self.app!r} is not an ASGI application (not callable).")
-        if self.interface == "asgi2" or (self.interface == "auto" and is_asgi2(app)):
-            app = ASGI2App(app)
         if self.proxy_headers:
             # Applied by the protocols, per trusted connection: no middleware layer on every request.
             from celeris_asgi.middleware.proxy_headers import ProxyHeaders
@@ -605,50 +590,7 @@ class Config:
         return sock
 
 
-class ASGI2App:
-    """Serves an ASGI2 (double-callable) app as ASGI3: `app(scope)` gives the instance to await."""
-
-    __slots__ = ("app",)
-
-    def __init__(self, app: Callable[[Any], Callable[[Receive, Send], Awaitable[None]]]) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.app(scope)(receive, send)
-
-
-def is_asgi2(app: Any) -> bool:
-    """uvicorn's rule (a class without __await__, or a callable that is not a coroutine function),
-    narrowed to callables that take the scope alone, so sync wrappers of ASGI3 apps stay ASGI3."""
-    if inspect.isclass(app):
-        if hasattr(app, "__await__"):
-            return False
-    elif inspect.iscoroutinefunction(app) or inspect.iscoroutinefunction(type(app).__call__):
-        return False
-    try:
-        signature = inspect.signature(app)
-    except (TypeError, ValueError):
-        return False
-    return _binds(signature, 1) and not _binds(signature, 3)
-
-
-def _binds(signature: inspect.Signature, count: int) -> bool:
-    try:
-        signature.bind(*range(count))
-    except TypeError:
-        return False
-    return True
-
-
 def _as_list(value: list[str] | str | None) -> list[str]:
     if value is None:
         return []
     return [value] if isinstance(value, str) else list(value)
-
-
-def _looks_like_factory(func: Callable[..., Any]) -> bool:
-    """A plain function taking no arguments cannot be an ASGI app; it is almost surely a factory."""
-    try:
-        return not inspect.signature(func).parameters
-    except (TypeError, ValueError):
-        return False

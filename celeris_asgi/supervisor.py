@@ -34,13 +34,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from celeris_asgi.config import Config, ConfigError
 from celeris_asgi.logging import error_logger, reopen_log_files
+from celeris_asgi.master_sockets import bind_master_sockets, describe_listeners
 from celeris_asgi.metrics import MasterMetrics, SelectScrapeServer, new_shared_buffer, parse_address
+from celeris_asgi.supervisor_worker import Worker, describe_exit, plural
 from celeris_asgi.worker_process import (
     HEARTBEAT,
     READY,
@@ -63,7 +64,6 @@ BACKOFF_BASE = 0.5  # seconds; doubled for each further consecutive worker failu
 BACKOFF_MAX = 10.0
 BACKOFF_RESET = 10.0  # a worker that served this long before dying starts the back-off afresh
 STARTUP_KILL_RETRIES = 5  # outside kills before any worker served, in a row, before the start-up counts as failed
-MIGRATE_REQ = "/proc/sys/net/ipv4/tcp_migrate_req"
 RESTART_REASONS = {RETIRE_REQUESTS: "max-requests", RETIRE_MEMORY: "max-rss", RETIRE_LIFETIME: "lifetime"}
 MASTER_SIGNALS = (
     signal.SIGINT,
@@ -75,42 +75,6 @@ MASTER_SIGNALS = (
     signal.SIGUSR1,
     signal.SIGCHLD,
 )
-
-
-@dataclass(eq=False)
-class Worker:
-    """What the master knows about one worker process."""
-
-    pid: int
-    fd: int
-    generation: int
-    started: float
-    ready: bool = False
-    ready_at: float = 0.0
-    last_beat: float = 0.0
-    stopping: bool = False
-    stop_deadline: float = 0.0
-    killed: bool = False
-    retire: bytes | None = None
-    replaces: int | None = None  # pid of the worker this one takes over from once READY
-
-    @property
-    def name(self) -> str:
-        return f"worker [{self.pid}]"
-
-
-def plural(count: int) -> str:
-    return f"{count} worker{'' if count == 1 else 's'}"
-
-
-def describe_exit(status: int) -> str:
-    code = os.waitstatus_to_exitcode(status)
-    if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit code {code}"
 
 
 class Supervisor:
@@ -182,34 +146,7 @@ class Supervisor:
 
     def bind(self) -> None:
         """Bind once in the master: a port in use is one clear error, privileged ports work."""
-        config = self.config
-        if config.reuse_port and (config.uds or config.fd is not None):
-            error_logger.warning("--reuse-port applies to --host/--port only; the workers share the socket.")
-            config.reuse_port = False
-        if not config.reuse_port:
-            self.sockets = [config.bind_socket()]
-            if self.sockets[0].family != socket.AF_UNIX and config.fd is None:
-                config.port = self.sockets[0].getsockname()[1]  # --port 0: the port picked, for logs and sd_notify
-            return
-        # Each worker binds its own SO_REUSEPORT socket. The master only holds the port (bound,
-        # never listening, so the kernel hands it no connections) and learns the port for --port 0.
-        family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        try:
-            sock.bind((config.host, config.port))
-        except OSError as exc:
-            sock.close()
-            raise ConfigError(f"Cannot bind to {config.host}:{config.port}: {exc.strerror}.") from None
-        config.port = sock.getsockname()[1]
-        self.sockets = [sock]
-        with contextlib.suppress(OSError), open(MIGRATE_REQ, encoding="ascii") as file:
-            if file.read().strip() == "0":
-                error_logger.warning(
-                    "--reuse-port: connections queued at a stopping worker are reset (restarts, recycling); "
-                    "sysctl net.ipv4.tcp_migrate_req=1 (Linux 5.14+) hands them to the other workers."
-                )
+        self.sockets = bind_master_sockets(self.config)
 
     def serve_metrics(self) -> None:
         """--metrics-address: the master answers scrapes with the sum of its workers' counters."""
@@ -225,15 +162,7 @@ class Supervisor:
         error_logger.info("Metrics on http://%s:%d/metrics", f"[{host}]" if ":" in host else host, port)
 
     def describe_listeners(self) -> str:
-        config = self.config
-        if config.uds:
-            return f"unix socket {config.uds}"
-        if config.fd is not None:
-            return f"inherited socket fd {config.fd}"
-        scheme = "https" if config.is_ssl else "http"
-        host = f"[{config.host}]" if ":" in config.host else config.host
-        mode = " (SO_REUSEPORT: one socket per worker)" if config.reuse_port else ""
-        return f"{scheme}://{host}:{config.port}{mode}"
+        return describe_listeners(self.config)
 
     def write_pid_file(self) -> None:
         if self.config.pid_file:
