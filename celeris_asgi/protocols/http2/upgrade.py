@@ -13,16 +13,20 @@ from typing import Any
 
 from celeris_asgi.headers import STATUS_LINES
 
+from .connection import checked_settings
 from .frames import decode_http2_settings
 from .protocol import HTTP2Protocol
+from .stream import H2ConnectionError
 
 _HOP_BY_HOP = frozenset({b"connection", b"upgrade", b"http2-settings"})
 
 
 def _valid_settings(value: bytes) -> bool:
+    """Whether ``value`` decodes to settings a SETTINGS frame could carry; anything else declines the
+    upgrade (the request is served as HTTP/1.1), since after the 101 it could only end the connection."""
     try:
-        decode_http2_settings(value)
-    except ValueError:
+        checked_settings(decode_http2_settings(value))
+    except (ValueError, H2ConnectionError):
         return False
     return True
 
