@@ -78,7 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=5.0, help="per target (default 5)")
     parser.add_argument("--target", action="append", choices=sorted(TARGETS), help="default: all")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
+    # Fuzzed input is meant to be refused: show what escaped (ERROR and above), not every 400's warning.
+    stderr = logging.StreamHandler()
+    stderr.setLevel(logging.ERROR)
+    logging.basicConfig(handlers=[stderr])
     found = 0
     for name in args.target or list(TARGETS):
         print(f"{name}: fuzzing for {args.minutes:g} minutes", flush=True)

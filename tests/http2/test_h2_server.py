@@ -26,6 +26,7 @@ from hyperframe.frame import DataFrame, GoAwayFrame, PingFrame, SettingsFrame
 
 from celeris_asgi.protocols.http2 import frames as f
 from tests.http2.h2util import PREFACE, H2Socket, frame, parse_frames, settings_payload
+from tests.rawhttp import connect, read_responses
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -465,6 +466,32 @@ def test_plain_connect_gets_405_and_a_non_ascii_path_400(serve):
 
 
 @curl
+@pytest.mark.parametrize(
+    "payload",
+    [
+        settings_payload(enable_push=2),
+        settings_payload(max_frame_size=16383),
+        settings_payload(initial_window_size=2**31),
+    ],
+    ids=["enable_push=2", "max_frame_size_too_small", "initial_window_too_large"],
+)
+def test_h2c_upgrade_with_an_out_of_range_setting_is_declined_and_served_as_http1(serve, payload):
+    """RFC 9113 6.5.2 forbids these values; the upgrade is declined (RFC 9110 7.8) instead of the
+    connection dropping unanswered, so the request and the one pipelined after it are answered."""
+    server = serve(app)
+    settings = base64.urlsafe_b64encode(payload).rstrip(b"=")
+    upgrade = (
+        b"POST /echo HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+        b"HTTP2-Settings: " + settings + b"\r\nContent-Length: 5\r\n\r\nhello"
+    )
+    pipelined = b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nagain"
+    with connect(server.port) as sock:
+        sock.sendall(upgrade + pipelined)
+        first, second = read_responses(sock, 2)
+    assert (first.status, first.body) == (200, b"hello")
+    assert (second.status, second.body) == (200, b"again")
+
+
 def test_rfc7540_3_2_h2c_upgrade_with_a_large_body_streams_it_with_backpressure(serve, tmp_path):
     server = serve(app)
     payload = bytes(range(256)) * 4096  # 1 MB: far above what is buffered before reading pauses

@@ -38,6 +38,21 @@ _U32 = f.read_u32
 _SHUTDOWN_PING = b"celeris!"
 
 
+def checked_settings(payload: bytes) -> list[tuple[int, int]]:
+    """The (identifier, value) pairs of a peer's SETTINGS payload; H2ConnectionError for a value that
+    RFC 9113 section 6.5.2 forbids.  One check for SETTINGS frames and for the h2c upgrade, which
+    declines an ``HTTP2-Settings`` header that fails it (see upgrade.py)."""
+    pairs = f.parse_settings(payload)
+    for ident, value in pairs:
+        if ident == f.SETTINGS_INITIAL_WINDOW_SIZE and value > f.MAX_WINDOW_SIZE:
+            raise H2ConnectionError(f.FLOW_CONTROL_ERROR, "SETTINGS_INITIAL_WINDOW_SIZE too large")
+        if ident == f.SETTINGS_MAX_FRAME_SIZE and not f.DEFAULT_MAX_FRAME_SIZE <= value <= f.MAX_FRAME_SIZE_LIMIT:
+            raise H2ConnectionError(f.PROTOCOL_ERROR, "SETTINGS_MAX_FRAME_SIZE out of range")
+        if ident in (f.SETTINGS_ENABLE_PUSH, f.SETTINGS_ENABLE_CONNECT_PROTOCOL) and value > 1:
+            raise H2ConnectionError(f.PROTOCOL_ERROR, f"SETTINGS {ident} must be 0 or 1")
+    return pairs
+
+
 class H2Connection:
     """One server-side HTTP/2 connection's state, without I/O.
 
@@ -421,17 +436,13 @@ class H2Connection:
         self.sender.flush_blocked()
 
     def _apply_settings(self, payload: bytes) -> None:
-        for ident, value in f.parse_settings(payload):
+        for ident, value in checked_settings(payload):
             if ident == f.SETTINGS_INITIAL_WINDOW_SIZE:
                 self.sender.set_initial_window(value)
             elif ident == f.SETTINGS_MAX_FRAME_SIZE:
-                if not f.DEFAULT_MAX_FRAME_SIZE <= value <= f.MAX_FRAME_SIZE_LIMIT:
-                    raise H2ConnectionError(f.PROTOCOL_ERROR, "SETTINGS_MAX_FRAME_SIZE out of range")
                 self.sender.max_frame_size = value
             elif ident == f.SETTINGS_HEADER_TABLE_SIZE:
                 self.sender.set_peer_table_size(value)
-            elif ident in (f.SETTINGS_ENABLE_PUSH, f.SETTINGS_ENABLE_CONNECT_PROTOCOL) and value > 1:
-                raise H2ConnectionError(f.PROTOCOL_ERROR, f"SETTINGS {ident} must be 0 or 1")
 
     def _rst_stream_frame(self, sid: int, data: bytes, start: int, stop: int) -> None:
         if sid == 0:

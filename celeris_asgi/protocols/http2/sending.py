@@ -198,9 +198,8 @@ class Sender:
             self._on_drained(stream.stream_id)
 
     def set_initial_window(self, value: int) -> None:
-        """The peer's SETTINGS_INITIAL_WINDOW_SIZE: every open stream's window moves by the change."""
-        if value > f.MAX_WINDOW_SIZE:
-            raise H2ConnectionError(f.FLOW_CONTROL_ERROR, "SETTINGS_INITIAL_WINDOW_SIZE too large")
+        """The peer's SETTINGS_INITIAL_WINDOW_SIZE (range-checked by ``checked_settings``): every open
+        stream's window moves by the change."""
         delta = value - self.initial_window
         self.initial_window = value
         for stream in self._streams.values():

@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING
 from celeris_asgi.headers import STATUS_LINES
 from celeris_asgi.protocols.handoff import hand_over
 
+from .connection import checked_settings
 from .frames import decode_http2_settings
 from .protocol import HTTP2Protocol
+from .stream import H2ConnectionError
 
 if TYPE_CHECKING:
     from celeris_asgi.asgi_types import Headers, HTTPScope
@@ -26,9 +28,11 @@ _HOP_BY_HOP = frozenset({b"connection", b"upgrade", b"http2-settings"})
 
 
 def _valid_settings(value: bytes) -> bool:
+    """Whether ``value`` decodes to settings a SETTINGS frame could carry; anything else declines the
+    upgrade (the request is served as HTTP/1.1), since after the 101 it could only end the connection."""
     try:
-        decode_http2_settings(value)
-    except ValueError:
+        checked_settings(decode_http2_settings(value))
+    except (ValueError, H2ConnectionError):
         return False
     return True
 
