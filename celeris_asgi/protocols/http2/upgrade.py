@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from celeris_asgi.headers import STATUS_LINES
 from celeris_asgi.protocols.handoff import hand_over
 
-from .frames import decode_http2_settings
+from . import frames as f
 from .protocol import HTTP2Protocol
 
 if TYPE_CHECKING:
@@ -26,10 +26,23 @@ _HOP_BY_HOP = frozenset({b"connection", b"upgrade", b"http2-settings"})
 
 
 def _valid_settings(value: bytes) -> bool:
+    """Whether HTTP2-Settings decodes to settings HTTP/2 would accept in a SETTINGS frame.
+
+    Checked here, while the request can still be served as HTTP/1.1: a value out of its RFC 9113
+    6.5.2 range (ENABLE_PUSH 2, a window above 2^31-1, a frame size out of bounds) would otherwise
+    surface only after the handoff, as a ValueError out of the transport's callback.
+    """
     try:
-        decode_http2_settings(value)
+        payload = f.decode_http2_settings(value)
     except ValueError:
         return False
+    for ident, setting in f.parse_settings(payload):
+        if ident in (f.SETTINGS_ENABLE_PUSH, f.SETTINGS_ENABLE_CONNECT_PROTOCOL) and setting > 1:
+            return False
+        if ident == f.SETTINGS_INITIAL_WINDOW_SIZE and setting > f.MAX_WINDOW_SIZE:
+            return False
+        if ident == f.SETTINGS_MAX_FRAME_SIZE and not f.DEFAULT_MAX_FRAME_SIZE <= setting <= f.MAX_FRAME_SIZE_LIMIT:
+            return False
     return True
 
 
