@@ -163,6 +163,22 @@ class HTTP1Protocol(asyncio.Protocol):
         self.flow.resume_writing()  # a sender waiting in drain() returns
         self.transport = None
 
+    def eof_received(self) -> bool | None:
+        """The client half-closed (shutdown(SHUT_WR)): answer the requests it sent, then close (RFC 9112 9.6).
+
+        A request cut short in its body can never be answered, and TLS keeps no half-open state:
+        those close at once (None), as does a connection with nothing left to answer.
+        """
+        self.flush()  # an answer made eagerly inside data_received is still batched
+        if self.cycle is None or self.phase == BODY or self.endpoint.scheme != "http":
+            return None
+        pipeline = self.pipeline
+        if pipeline:
+            pipeline[-1] = (pipeline[-1][0], False)  # the last request's answer ends the connection
+        else:
+            self.writer.keep_alive = False
+        return True
+
     def pause_writing(self) -> None:
         self.flow.pause_writing(self.state.now, self.settings.timeout_send)
 
