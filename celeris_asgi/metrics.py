@@ -168,12 +168,14 @@ class Metrics:
     # ----- for the protocols (phase 2 wires these in) ------------------------------------
 
     def connection_opened(self) -> None:
-        values = self.values
-        values[CONNECTIONS_OPEN] += 1
-        values[CONNECTIONS] += 1
+        """A TCP connection was accepted (once, whichever protocols it is handed to)."""
+        self.values[CONNECTIONS] += 1
 
-    def connection_closed(self) -> None:
-        self.values[CONNECTIONS_OPEN] -= 1
+    def connections_open(self, count: int) -> None:
+        """Set the open-connections gauge from the server's connection set (every tick), as in_flight
+        does from its tasks: no call on close, and a connection handed from protocol to protocol
+        (detection, h2c, WebSocket) is one entry of that set throughout."""
+        self.values[CONNECTIONS_OPEN] = count
 
     def h2_stream_opened(self) -> None:
         self.values[H2_STREAMS_OPEN] += 1

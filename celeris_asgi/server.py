@@ -182,6 +182,7 @@ class Server:
 
     async def main_loop(self) -> None:
         state = self.state
+        metrics = self.config.metrics
         ticks = 0
         while not self.should_exit:
             await asyncio.sleep(TICK)
@@ -189,6 +190,8 @@ class Server:
             now = time.monotonic()
             state.now = now
             state.default_headers.tick()
+            if metrics is not None:
+                metrics.connections_open(len(state.connections))
             if ticks % 5 == 0:
                 for conn in list(state.connections):
                     conn.check_timeouts(now)

@@ -214,6 +214,12 @@ H2C_CONNECTION = (b"connection", b"Upgrade, HTTP2-Settings")
         ([H2C_CONNECTION], None, None),  # 3.2.1: exactly one HTTP2-Settings
         ([H2C_CONNECTION, (b"http2-settings", SETTINGS), (b"http2-settings", SETTINGS)], None, None),
         ([H2C_CONNECTION, (b"http2-settings", b"!!")], None, None),  # not base64url SETTINGS
+        # RFC 9113 6.5.2: settings out of range are declined (served as HTTP/1.1), not handed to HTTP/2
+        ([H2C_CONNECTION, (b"http2-settings", b"AAIAAAAC")], None, None),  # ENABLE_PUSH 2
+        ([H2C_CONNECTION, (b"http2-settings", b"AAgAAAAC")], None, None),  # ENABLE_CONNECT_PROTOCOL 2
+        ([H2C_CONNECTION, (b"http2-settings", b"AASAAAAA")], None, None),  # INITIAL_WINDOW_SIZE 2^31
+        ([H2C_CONNECTION, (b"http2-settings", b"AAUAAD__")], None, None),  # MAX_FRAME_SIZE 16383
+        ([H2C_CONNECTION, (b"http2-settings", b"AAUBAAAA")], None, None),  # MAX_FRAME_SIZE 2^24
         ([H2C_CONNECTION, (b"http2-settings", SETTINGS)], b"chunked", None),  # a chunked body stays HTTP/1.1
         ([H2C_CONNECTION, (b"http2-settings", SETTINGS), (b"content-length", b"x")], None, None),
     ],

@@ -53,8 +53,8 @@ def test_debug_shows_the_protocol_chosen_for_each_connection(celeris):
     httpx.get(f"http://127.0.0.1:{process.port}/")
     with httpx.Client(http1=False, http2=True) as client:
         client.get(f"http://127.0.0.1:{process.port}/")
-    process.read_until(r"DEBUG:    HTTP1Protocol from \('127\.0\.0\.1', \d+\)")
-    process.read_until(r"DEBUG:    HTTP2Protocol from \('127\.0\.0\.1', \d+\)")
+    process.read_until(r"DEBUG:    Protocol chosen: HTTP/1\.1 for 127\.0\.0\.1:\d+")
+    process.read_until(r"DEBUG:    Protocol chosen: HTTP/2 for 127\.0\.0\.1:\d+")
 
 
 @pytest.mark.parametrize("flag", ["--use-colors", "--no-use-colors"])

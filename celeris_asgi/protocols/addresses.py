@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING, Protocol
+
+from celeris_asgi.logging import error_logger
 
 if TYPE_CHECKING:
     from celeris_asgi.middleware.proxy_headers import ProxyHeaders
@@ -22,6 +25,21 @@ def server_address(transport: asyncio.BaseTransport) -> tuple[str, int] | None:
 
 def client_address(transport: asyncio.BaseTransport) -> tuple[str, int] | None:
     return _as_pair(transport.get_extra_info("peername"))
+
+
+def describe_peer(transport: asyncio.BaseTransport | None) -> str:
+    """host:port of the peer for a log line ("-" once the transport is gone or for a unix socket)."""
+    address = None if transport is None else client_address(transport)
+    if address is None:
+        return "-"
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def log_closed(transport: asyncio.BaseTransport | None, protocol: str) -> None:
+    """The debug line of a closed connection; called once per connection by its last protocol."""
+    if error_logger.isEnabledFor(logging.DEBUG):
+        error_logger.debug("Connection closed: %s (%s)", describe_peer(transport), protocol)
 
 
 class _HasProxy(Protocol):

@@ -10,10 +10,12 @@ it (leading empty lines included, RFC 9112 2.2) or answers a malformed request w
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from typing import TYPE_CHECKING, cast
 
 from celeris_asgi.logging import error_logger
+from celeris_asgi.protocols.addresses import describe_peer, log_closed
 from celeris_asgi.protocols.handoff import hand_over
 from celeris_asgi.protocols.http1 import SHUTDOWN_GRACE, HTTP1Protocol
 
@@ -65,6 +67,11 @@ class ProtocolDetector(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         self.deadline = self.state.now + self.settings.timeout_request_header
         self.state.connections.add(self)
+        metrics = self.settings.metrics
+        if metrics is not None:
+            metrics.connection_opened()
+        if error_logger.isEnabledFor(logging.DEBUG):
+            error_logger.debug("Connection opened: %s", describe_peer(transport))
         http = self.settings.http
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is not None:
@@ -99,11 +106,14 @@ class ProtocolDetector(asyncio.Protocol):
         if transport is None:
             return
         self.transport = None
-        error_logger.debug("%s from %s", type(protocol).__name__, transport.get_extra_info("peername"))
+        if error_logger.isEnabledFor(logging.DEBUG):
+            chosen = "HTTP/1.1" if isinstance(protocol, HTTP1Protocol) else "HTTP/2"
+            error_logger.debug("Protocol chosen: %s for %s", chosen, describe_peer(transport))
         hand_over(self.state, self, transport, protocol, buffered)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.connections.discard(self)
+        log_closed(self.transport, "before any protocol was chosen")
         self.transport = None
 
     def check_timeouts(self, now: float) -> None:

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, cast
 import httptools
 
 from celeris_asgi.cycle import COMPLETE, Endpoint, RequestCycle, build_scope, error_response
-from celeris_asgi.logging import error_logger
-from celeris_asgi.protocols.addresses import client_address, server_address
+from celeris_asgi.logging import TRACE, error_logger
+from celeris_asgi.protocols.addresses import client_address, describe_peer, log_closed, server_address
 from celeris_asgi.protocols.flow import FlowControl
 from celeris_asgi.protocols.http1_request import (
     GOOD_HOSTS,
@@ -75,6 +75,7 @@ class HTTP1Protocol(asyncio.Protocol):
         "headers",
         "host_count",
         "loop",
+        "metrics",
         "out",
         "parser",
         "parsing",
@@ -87,6 +88,7 @@ class HTTP1Protocol(asyncio.Protocol):
         "settings",
         "state",
         "switch",
+        "trace",
         "transfer_encoding",
         "transport",
         "upgrade",
@@ -101,6 +103,8 @@ class HTTP1Protocol(asyncio.Protocol):
         self.state = state
         self.loop = loop or asyncio.get_running_loop()
         self.access_logging = settings.access_log.enabled
+        self.metrics = settings.metrics  # None with metrics off: one check per counted event
+        self.trace = error_logger.isEnabledFor(TRACE)  # --log-level trace: protocol events (see trace_event)
         self.head_limit = settings.limit_request_line + settings.limit_request_headers * (
             settings.limit_request_header_size + 4
         )
@@ -151,6 +155,7 @@ class HTTP1Protocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.connections.discard(self)
+        log_closed(self.transport, "HTTP/1.1")
         self.phase = CLOSING
         cycle = self.cycle
         if cycle is not None:
@@ -166,13 +171,42 @@ class HTTP1Protocol(asyncio.Protocol):
         self.flow.resume_writing()  # a sender waiting in drain() returns
         self.transport = None
 
+    def eof_received(self) -> bool | None:
+        """The client half-closed (shutdown(SHUT_WR)): answer the requests it sent, then close (RFC 9112 9.6).
+
+        A half-close and a client that left look the same (a FIN), so it closes at once (None) where
+        the client leaving must be seen: an app that read its whole body waits in receive() for
+        http.disconnect. So do a request cut short in its body (it can never be answered), TLS (no
+        half-open state), and a connection with nothing left to answer.
+        """
+        self.flush()  # an answer made eagerly inside data_received is still batched
+        cycle = self.cycle
+        if cycle is None or cycle.eof_delivered or self.phase == BODY or self.endpoint.scheme != "http":
+            return None
+        pipeline = self.pipeline
+        if pipeline:
+            pipeline[-1] = (pipeline[-1][0], False)  # the last request's answer ends the connection
+        else:
+            self.writer.keep_alive = False
+        return True
+
     def pause_writing(self) -> None:
+        if self.trace:
+            self.trace_event("writing paused: the client reads slower than the server writes")
         self.flow.pause_writing(self.state.now, self.settings.timeout_send)
 
     def resume_writing(self) -> None:
+        if self.trace:
+            self.trace_event("writing resumed")
         self.flow.resume_writing()
 
+    def trace_event(self, message: str, *args: object) -> None:
+        """A --log-level trace line; callers check `self.trace` first, so it costs nothing otherwise."""
+        error_logger.log(TRACE, "%s: " + message, describe_peer(self.transport), *args)
+
     def data_received(self, data: bytes) -> None:
+        if self.metrics is not None:
+            self.metrics.bytes_received(len(data))
         if self.phase == HEAD:
             self.head_bytes += len(data)
             if self.head_bytes > self.head_limit:
@@ -215,18 +249,17 @@ class HTTP1Protocol(asyncio.Protocol):
         out = self.out
         if len(data) > _BATCH_BYTES:
             # Large writes go out now, after what is batched, so backpressure (pause_writing) applies at once.
-            if out:
-                transport.write(b"".join(out))
-                out.clear()
+            self.flush()
             transport.write(data)
+            if self.metrics is not None:
+                self.metrics.bytes_sent(len(data))
             return
         if out is None:
             self.out = out = []
             self.state.write_soon(self, self.loop)
         out.append(data)
         if len(out) >= _BATCH_WRITES:
-            transport.write(b"".join(out))
-            out.clear()
+            self.flush()
 
     def write_deferred(self) -> None:
         """The end of the loop pass: write the batch; the next write starts a new one."""
@@ -237,8 +270,11 @@ class HTTP1Protocol(asyncio.Protocol):
         """Write what is batched now: at the end of the pass, before closing, or before handing the transport on."""
         out = self.out
         if out and self.transport is not None:
-            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+            data = out[0] if len(out) == 1 else b"".join(out)
+            self.transport.write(data)
             out.clear()
+            if self.metrics is not None:
+                self.metrics.bytes_sent(len(data))
 
     def close_transport(self) -> None:
         if self.transport is not None:
@@ -311,6 +347,8 @@ class HTTP1Protocol(asyncio.Protocol):
         settings = self.settings
         state = self.state
         scope = build_scope(settings, state, self.endpoint, version, method, path, raw_path, query_string, self.headers)
+        if self.trace:
+            self.trace_event("request head parsed: %s %s HTTP/%s", method, path, version)
         if self.upgrade is not None and self.cycle is None:
             offer = upgrade_offer(
                 settings,
@@ -456,6 +494,11 @@ class HTTP1Protocol(asyncio.Protocol):
             error_logger.debug("Refused request: %d %s", status, reason)
         elif status != 500:  # a 500 here was logged with its traceback
             error_logger.warning("Invalid HTTP request received. %d %s", status, reason)
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.server_response(status)
+            if self.parsing is None:  # no cycle counts this request: count the refusal as one
+                metrics.request_finished("1.1", "other", status, 0.0)
         self.pause_reading()
         self.phase = CLOSING
         self.deadline = 0.0
@@ -482,6 +525,8 @@ class HTTP1Protocol(asyncio.Protocol):
         complete = not more_body and not cycle.trailers_expected
         close = self.state.shutting_down or (cycle.expect_continue and not cycle.body_complete)
         # (an unread body we never asked for with 100 Continue may still come: close after the answer)
+        if self.trace:
+            self.trace_event("response head written: %d", status)
         self.write(self.writer.head(status, headers, body, more_body, cycle.trailers_expected, close))
         if complete:
             self.next_request()
@@ -534,6 +579,8 @@ class HTTP1Protocol(asyncio.Protocol):
 
     def pause_reading(self) -> None:
         if not self.flow.read_paused and self.transport is not None:
+            if self.trace:
+                self.trace_event("reading paused")
             self.paused_at = self.state.now
             self.flow.pause_reading()
 
@@ -543,6 +590,8 @@ class HTTP1Protocol(asyncio.Protocol):
                 paused = self.state.now - self.paused_at
                 self.deadline += paused
                 self.body_deadline += paused
+            if self.trace:
+                self.trace_event("reading resumed")
             self.flow.resume_reading()
 
     def check_timeouts(self, now: float) -> None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import httptools
 
+from celeris_asgi.logging import error_logger
 from celeris_asgi.protocols.handoff import hand_over
 from celeris_asgi.protocols.http1_request import H2C, WEBSOCKET, chosen_upgrade
 from celeris_asgi.protocols.http2.upgrade import h2c_settings, upgrade_h2c
@@ -56,6 +57,9 @@ def switch_connection(
     http1: HTTP1Protocol, transport: asyncio.Transport, kind: str, scope: HTTPScope, offered: bytes, rest: bytes
 ) -> None:
     """Hand the transport `http1` gave up to the protocol the request upgraded to; `rest` follows the head."""
+    error_logger.debug(
+        "Upgrade to %s: %s %s", "WebSocket" if kind == WEBSOCKET else "h2c", scope["method"], scope["path"]
+    )
     if kind == WEBSOCKET:
         from celeris_asgi.protocols.websocket_h1 import WebSocketProtocol  # (needs the websockets library)
 
@@ -69,6 +73,7 @@ def parser_after_declined_upgrade(conn: HTTP1Protocol, body_framing: bytes | Non
     """A parser that reads on after a declined upgrade: the request's body (framed by `body_framing`,
     the request's own Content-Length or Transfer-Encoding field, None when it has no body still to
     come), then the requests that follow."""
+    error_logger.debug("Upgrade to %r declined: served as HTTP/1.1", conn.upgrade)
     if body_framing is None:
         return httptools.HttpRequestParser(conn)
     parser = httptools.HttpRequestParser(_AfterStandInHead(conn))

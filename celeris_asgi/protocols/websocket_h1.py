@@ -16,6 +16,7 @@ from websockets.exceptions import InvalidHandshake
 from websockets.http11 import Request
 
 from celeris_asgi.logging import error_logger
+from celeris_asgi.protocols.addresses import log_closed
 from celeris_asgi.protocols.flow import FlowControl
 from celeris_asgi.protocols.http1_response import ResponseWriter, switching_protocols
 from celeris_asgi.protocols.websocket import (
@@ -40,6 +41,7 @@ class WebSocketProtocol(asyncio.Protocol):
         "flow",
         "http_scope",
         "loop",
+        "metrics",
         "session",
         "settings",
         "state",
@@ -56,6 +58,7 @@ class WebSocketProtocol(asyncio.Protocol):
     ) -> None:
         self.settings = settings
         self.state = state
+        self.metrics = settings.metrics
         self.loop = loop
         self.http_scope = http_scope
         self.transport: asyncio.Transport | None = None
@@ -94,6 +97,8 @@ class WebSocketProtocol(asyncio.Protocol):
         session.start(websocket_scope(http_scope, subprotocols), accept_headers)
 
     def data_received(self, data: bytes) -> None:
+        if self.metrics is not None:
+            self.metrics.bytes_received(len(data))
         self.session.feed_data(data)
 
     def eof_received(self) -> bool | None:
@@ -101,6 +106,7 @@ class WebSocketProtocol(asyncio.Protocol):
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
+        log_closed(self.transport, "WebSocket")
         self.state.connections.discard(self)
         self.transport = None
         self.flow.resume_writing()
@@ -140,6 +146,8 @@ class WebSocketProtocol(asyncio.Protocol):
     def send_frames(self, data: bytes) -> None:
         if self.transport is not None:
             self.transport.write(data)
+            if self.metrics is not None:
+                self.metrics.bytes_sent(len(data))
 
     def end_cleanly(self) -> None:
         if self.transport is not None and not self.closing_deadline:
