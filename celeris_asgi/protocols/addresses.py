@@ -12,6 +12,10 @@ if TYPE_CHECKING:
     from celeris_asgi.middleware.proxy_headers import ProxyHeaders
 
 
+# (server, client) for a connection whose PROXY header named them (see detect.ProtocolDetector)
+Addresses = tuple[tuple[str, int] | None, tuple[str, int] | None]
+
+
 def _as_pair(address: object) -> tuple[str, int] | None:
     if isinstance(address, tuple | list) and len(address) >= 2:
         return str(address[0]), int(address[1])

@@ -20,7 +20,7 @@ import httptools
 
 from celeris_asgi.cycle import COMPLETE, Endpoint, RequestCycle, build_scope, error_response
 from celeris_asgi.logging import TRACE, error_logger
-from celeris_asgi.protocols.addresses import client_address, describe_peer, log_closed, server_address
+from celeris_asgi.protocols.addresses import Addresses, client_address, describe_peer, log_closed, server_address
 from celeris_asgi.protocols.flow import FlowControl
 from celeris_asgi.protocols.http1_request import (
     GOOD_HOSTS,
@@ -62,6 +62,7 @@ class HTTP1Protocol(asyncio.Protocol):
 
     __slots__ = (
         "access_logging",
+        "addresses",
         "body_bytes",
         "body_deadline",
         "content_length",
@@ -97,11 +98,16 @@ class HTTP1Protocol(asyncio.Protocol):
     )
 
     def __init__(
-        self, settings: ServerSettings, state: ServerState, loop: asyncio.AbstractEventLoop | None = None
+        self,
+        settings: ServerSettings,
+        state: ServerState,
+        loop: asyncio.AbstractEventLoop | None = None,
+        addresses: Addresses | None = None,
     ) -> None:
         self.settings = settings
         self.state = state
         self.loop = loop or asyncio.get_running_loop()
+        self.addresses = addresses  # (server, client) from a PROXY header, else the socket's own
         self.access_logging = settings.access_log.enabled
         self.metrics = settings.metrics  # None with metrics off: one check per counted event
         self.trace = error_logger.isEnabledFor(TRACE)  # --log-level trace: protocol events (see trace_event)
@@ -147,10 +153,8 @@ class HTTP1Protocol(asyncio.Protocol):
         self.state.connections.add(self)
         self.flow = FlowControl(transport)
         scheme = "https" if transport.get_extra_info("sslcontext") else "http"
-        client = client_address(transport)
-        self.endpoint = Endpoint(
-            server_address(transport), client, scheme, self.settings.proxy, tls_extension(transport)
-        )
+        server, client = self.addresses or (server_address(transport), client_address(transport))
+        self.endpoint = Endpoint(server, client, scheme, self.settings.proxy, tls_extension(transport))
         self.deadline = self.state.now + self.settings.timeout_request_header  # the first request's head
 
     def connection_lost(self, exc: Exception | None) -> None:
