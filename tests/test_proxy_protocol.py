@@ -7,6 +7,7 @@ import json
 import socket
 import struct
 import time
+from ipaddress import ip_address
 from typing import Any, cast
 
 import h2.config
@@ -50,7 +51,8 @@ V1_TCP4 = b"PROXY TCP4 192.0.2.10 10.0.0.1 56324 443\r\n"
 PARSED = [
     ("v1", V1_TCP4, ("192.0.2.10", 56324), ("10.0.0.1", 443)),
     ("v1", b"PROXY TCP6 2001:db8::1 2001:db8::2 1234 80\r\n", ("2001:db8::1", 1234), ("2001:db8::2", 80)),
-    ("v1", b"PROXY TCP6 ::ffff:192.0.2.1 ::1 0 65535\r\n", ("::ffff:c000:201", 0), ("::1", 65535)),
+    # an IPv4-mapped address, in the form this Python's ipaddress writes it (3.13 changed the spelling)
+    ("v1", b"PROXY TCP6 ::ffff:192.0.2.1 ::1 0 65535\r\n", (str(ip_address("::ffff:192.0.2.1")), 0), ("::1", 65535)),
     ("v1", b"PROXY UNKNOWN\r\n", None, None),
     ("v1", b"PROXY UNKNOWN ffff:f...f:ffff ffff:f...f:ffff 65535 65535\r\n", None, None),
     ("v2", V2_TCP4, ("192.0.2.10", 56324), ("10.0.0.1", 443)),
