@@ -7,7 +7,6 @@ import logging
 
 from celeris_asgi.logging import error_logger
 
-
 # (server, client) for a connection whose PROXY header named them (see detect.ProtocolDetector)
 Addresses = tuple[tuple[str, int] | None, tuple[str, int] | None]
 
