@@ -20,6 +20,7 @@ from celeris_asgi.headers import DefaultHeaders
 from celeris_asgi.lifespan import Lifespan
 from celeris_asgi.logging import error_logger, reopen_log_files
 from celeris_asgi.protocols.detect import ProtocolDetector
+from celeris_asgi.protocols.tls import TLSListener
 from celeris_asgi.state import ServerState
 
 TICK = 0.1  # seconds between clock ticks: should_exit polling, Date refresh, timeouts
@@ -137,10 +138,12 @@ class Server:
         def factory() -> asyncio.Protocol:
             return ProtocolDetector(settings, state, loop)
 
+        if config.ssl is not None:  # TLS is started per connection, see protocols/tls.py
+            factory = TLSListener(config.ssl, settings, state, loop).accept
         if sockets is None:
             sockets = [config.bind_socket()]
         for sock in sockets:
-            server = await loop.create_server(factory, sock=sock, ssl=config.ssl, backlog=config.backlog)
+            server = await loop.create_server(factory, sock=sock, backlog=config.backlog)
             self.servers.append(server)
         if config.metrics_address is not None:
             await self.serve_metrics(config.metrics_address)

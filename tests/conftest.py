@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
+from cryptography.hazmat.primitives import serialization
 
 from celeris_asgi.config import Config
 from celeris_asgi.server import Server
@@ -90,6 +92,32 @@ def serve() -> Iterator[Callable[..., RunningServer]]:
 
     with stack:
         yield start
+
+
+@pytest.fixture(scope="session")
+def ca() -> trustme.CA:
+    """The test CA that signs the server certificate of `cert_files` (the client trusts it)."""
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def cert_files(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """certfile, keyfile, an encrypted keyfile (password "secret") and the CA bundle, as paths."""
+    leaf = ca.issue_cert("127.0.0.1", "localhost")
+    folder = tmp_path_factory.mktemp("tls")
+    paths = {name: folder / f"{name}.pem" for name in ("cert", "key", "encrypted_key", "ca")}
+    leaf.cert_chain_pems[0].write_to_path(paths["cert"])
+    leaf.private_key_pem.write_to_path(paths["key"])
+    ca.cert_pem.write_to_path(paths["ca"])
+    key = serialization.load_pem_private_key(leaf.private_key_pem.bytes(), password=None)
+    paths["encrypted_key"].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"secret"),
+        )
+    )
+    return {name: str(path) for name, path in paths.items()}
 
 
 def raw_exchange(port: int, data: bytes, timeout: float = 3.0, wait_close: bool = True) -> bytes:

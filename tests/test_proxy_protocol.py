@@ -3,8 +3,10 @@ then the server reading it from trusted peers over real sockets."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
+import ssl
 import struct
 import time
 from ipaddress import ip_address
@@ -13,9 +15,9 @@ from typing import Any, cast
 import h2.config
 import h2.connection
 import h2.events
+import httpx
 import pytest
 
-from celeris_asgi.config import Config, ConfigError
 from celeris_asgi.protocols.proxy_protocol import (
     V2_SIGNATURE,
     InvalidProxyHeader,
@@ -24,6 +26,7 @@ from celeris_asgi.protocols.proxy_protocol import (
 )
 from tests.apps import scope_json
 from tests.rawhttp import connect, exchange, read_responses, read_until_close
+from tests.test_ssl import client_context
 
 
 def v2(
@@ -143,23 +146,28 @@ def scope_over_http1(port: int, data: bytes, dribble: bool = False) -> dict[str,
 
 def scope_over_h2c(port: int, header: bytes) -> dict[str, Any]:
     """A prior-knowledge HTTP/2 request after the PROXY header; the JSON body of its answer."""
+    with connect(port) as sock:
+        return scope_over_h2(sock, "http", header)
+
+
+def scope_over_h2(stream: socket.socket | TLSOverBIO, scheme: str, header: bytes = b"") -> dict[str, Any]:
+    """An HTTP/2 request on `stream` (after `header`, if any); the JSON body of its answer."""
     client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
     client.initiate_connection()
-    client.send_headers(1, [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "x")], True)
+    client.send_headers(1, [(":method", "GET"), (":path", "/"), (":scheme", scheme), (":authority", "x")], True)
     body = b""
-    with connect(port) as sock:
-        sock.sendall(header + client.data_to_send())
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            chunk = sock.recv(65536)
-            assert chunk, "closed before the answer"
-            for event in client.receive_data(chunk):
-                if isinstance(event, h2.events.DataReceived):
-                    body += event.data
-                    client.acknowledge_received_data(event.flow_controlled_length, 1)
-                elif isinstance(event, h2.events.StreamEnded):
-                    return cast(dict[str, Any], json.loads(body))
-            sock.sendall(client.data_to_send())
+    stream.sendall(header + client.data_to_send())
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        chunk = stream.recv(65536)
+        assert chunk, "closed before the answer"
+        for event in client.receive_data(chunk):
+            if isinstance(event, h2.events.DataReceived):
+                body += event.data
+                client.acknowledge_received_data(event.flow_controlled_length, 1)
+            elif isinstance(event, h2.events.StreamEnded):
+                return cast(dict[str, Any], json.loads(body))
+        stream.sendall(client.data_to_send())
     raise AssertionError("no HTTP/2 answer in time")
 
 
@@ -222,6 +230,144 @@ def test_a_header_that_never_completes_is_closed_at_the_header_timeout(serve):
     assert 0.4 <= time.monotonic() - started < 6
 
 
-def test_proxy_protocol_with_tls_is_one_config_error():
-    with pytest.raises(ConfigError, match="--proxy-protocol with --ssl-certfile"):
-        Config(scope_json, proxy_protocol="v2", ssl_certfile="cert.pem")
+# ----- the PROXY header before TLS (protocols/tls.py) ----------------------------------------------------
+
+
+class TLSOverBIO:
+    """A TLS client on a connected socket through memory BIOs, so the bytes before the handshake (the
+    PROXY header) can share one TCP write with the ClientHello, as a proxy's first packet often does."""
+
+    def __init__(self, sock: socket.socket, context: ssl.SSLContext) -> None:
+        self.sock = sock
+        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = context.wrap_bio(self.incoming, self.outgoing, server_hostname="127.0.0.1")
+
+    def handshake(self, header: bytes, same_write: bool) -> None:
+        with contextlib.suppress(ssl.SSLWantReadError):
+            self.tls.do_handshake()
+        hello = self.outgoing.read()
+        if same_write:
+            self.sock.sendall(header + hello)
+        else:
+            self.sock.sendall(header)
+            time.sleep(0.05)  # the header alone first: the server reads it before the ClientHello comes
+            self.sock.sendall(hello)
+        while True:
+            try:
+                self.tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self.flush()
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    raise ConnectionAbortedError("closed during the handshake") from None
+                self.incoming.write(chunk)
+        self.flush()
+
+    def flush(self) -> None:
+        if self.outgoing.pending:
+            self.sock.sendall(self.outgoing.read())
+
+    def sendall(self, data: bytes) -> None:
+        self.tls.write(data)
+        self.flush()
+
+    def recv(self, size: int) -> bytes:
+        """Up to `size` decrypted bytes; b"" once the server closed."""
+        while True:
+            try:
+                return self.tls.read(size)
+            except ssl.SSLWantReadError:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    return b""
+                self.incoming.write(chunk)
+            except ssl.SSLZeroReturnError:
+                return b""
+
+    def settimeout(self, timeout: float) -> None:
+        self.sock.settimeout(timeout)
+
+
+def tls_server(
+    serve: Any, cert_files: dict[str, str], version: str, trusted: str = "127.0.0.1", **settings: Any
+) -> Any:
+    return serve(
+        scope_json,
+        proxy_protocol=version,
+        forwarded_allow_ips=trusted,
+        ssl_certfile=cert_files["cert"],
+        ssl_keyfile=cert_files["key"],
+        **settings,
+    )
+
+
+def scope_over_tls(port: int, cert_files: dict[str, str], alpn: str, header: bytes, same_write: bool) -> dict[str, Any]:
+    """One request over TLS (HTTP/1.1 or HTTP/2, by ALPN) after `header`; the scope the app saw."""
+    with connect(port) as sock:
+        client = TLSOverBIO(sock, client_context(cert_files, [alpn]))
+        client.handshake(header, same_write)
+        assert client.tls.selected_alpn_protocol() == alpn
+        if alpn == "h2":
+            return scope_over_h2(client, "https")
+        client.sendall(REQUEST)
+        (response,) = read_responses(cast(socket.socket, client), 1)
+    assert response.status == 200, response
+    return cast(dict[str, Any], json.loads(response.body))
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(("version", "header"), [("v1", V1_TCP4), ("v2", V2_TCP4)], ids=["v1", "v2"])
+@pytest.mark.parametrize("same_write", [True, False], ids=["hello-with-header", "hello-later"])
+@pytest.mark.parametrize("alpn", ["http/1.1", "h2"])
+def test_a_trusted_peers_header_before_tls_sets_the_scopes_addresses(
+    serve, cert_files, version, header, same_write, alpn
+):
+    running = tls_server(serve, cert_files, version)
+    scope = scope_over_tls(running.port, cert_files, alpn, header, same_write)
+    assert (scope["client"], scope["server"], scope["scheme"]) == (["192.0.2.10", 56324], ["10.0.0.1", 443], "https")
+    assert scope["http_version"] == ("2" if alpn == "h2" else "1.1")
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("alpn", ["http/1.1", "h2"])
+def test_proxy_then_tls_on_the_asyncio_loop(serve, cert_files, alpn):
+    """Without uvloop the same path runs on asyncio's own SSL protocol (--loop asyncio)."""
+    running = tls_server(serve, cert_files, "v2", loop="asyncio")
+    scope = scope_over_tls(running.port, cert_files, alpn, V2_TCP4, same_write=True)
+    assert scope["client"] == ["192.0.2.10", 56324]
+
+
+@pytest.mark.timeout(30)
+def test_an_untrusted_peer_on_a_proxy_tls_port_starts_tls_at_once(serve, cert_files):
+    running = tls_server(serve, cert_files, "v2", trusted="192.0.2.99")
+    with httpx.Client(verify=client_context(cert_files, ["http/1.1"])) as client:
+        scope = client.get(running.url).json()
+    assert scope["client"][0] == "127.0.0.1" and scope["scheme"] == "https"
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(
+    ("version", "header"),
+    [("v1", b"PROXY TCP4 256.0.0.1 10.0.0.1 1 2\r\n"), ("v2", V1_TCP4), ("v1", b"")],
+    ids=["bad-address", "wrong-version", "missing"],
+)
+def test_a_bad_or_missing_header_before_tls_closes_the_connection(serve, cert_files, version, header):
+    running = tls_server(serve, cert_files, version)
+    with connect(running.port) as sock:
+        client = TLSOverBIO(sock, client_context(cert_files, ["http/1.1"]))
+        with pytest.raises(ConnectionError):  # closed (or reset) before a byte of the handshake came back
+            client.handshake(header, same_write=True)
+    good_header = V1_TCP4 if version == "v1" else V2_TCP4
+    assert scope_over_tls(running.port, cert_files, "http/1.1", good_header, True)["client"] == ["192.0.2.10", 56324]
+
+
+@pytest.mark.timeout(30)
+def test_a_header_before_tls_that_never_completes_is_closed_at_the_header_timeout(serve, cert_files):
+    running = tls_server(serve, cert_files, "v1", timeout_request_header=0.5)
+    started = time.monotonic()
+    with connect(running.port) as sock:
+        sock.sendall(V1_TCP4[:20])
+        answer, closed = read_until_close(sock, timeout=8)
+    assert (answer, closed) == (b"", True)
+    assert 0.4 <= time.monotonic() - started < 6

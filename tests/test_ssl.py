@@ -2,44 +2,22 @@
 
 from __future__ import annotations
 
+import logging
+import re
 import socket
 import ssl
 
 import httpx
 import pytest
-import trustme
-from cryptography.hazmat.primitives import serialization
 
 from celeris_asgi.config import Config, ConfigError
 from tests.apps import scope_json
+from tests.conftest import wait_for
 from tests.rawhttp import read_until_close
+from tests.test_connection_wiring import free_port
+from tests.test_metrics import sample, scrape
 
 pytestmark = pytest.mark.timeout(20)
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def cert_files(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """certfile, keyfile, an encrypted keyfile (password "secret") and the CA bundle, as paths."""
-    leaf = ca.issue_cert("127.0.0.1", "localhost")
-    folder = tmp_path_factory.mktemp("tls")
-    paths = {name: folder / f"{name}.pem" for name in ("cert", "key", "encrypted_key", "ca")}
-    leaf.cert_chain_pems[0].write_to_path(paths["cert"])
-    leaf.private_key_pem.write_to_path(paths["key"])
-    ca.cert_pem.write_to_path(paths["ca"])
-    key = serialization.load_pem_private_key(leaf.private_key_pem.bytes(), password=None)
-    paths["encrypted_key"].write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.BestAvailableEncryption(b"secret"),
-        )
-    )
-    return {name: str(path) for name, path in paths.items()}
 
 
 def client_context(cert_files: dict[str, str], alpn: list[str]) -> ssl.SSLContext:
@@ -144,3 +122,41 @@ def test_ssl_via_the_command_line(cli, cert_files):
     with httpx.Client(verify=client_context(cert_files, ["http/1.1"])) as client:
         response = client.get(url)
     assert response.text == "ok"
+
+
+# ----- failed handshakes: counted, logged, and the server serves on ----------------------------------
+
+# A record no TLS version starts with (content type 0), then filler.
+GARBAGE = b"\x00\x03\x03\x00\x10" + bytes(range(16))
+
+
+def test_failed_handshakes_are_counted_logged_and_the_server_serves_on(serve, cert_files, caplog):
+    caplog.set_level(logging.DEBUG, logger="celeris.error")
+    metrics = free_port()
+    server = serve(
+        scope_json,
+        ssl_certfile=cert_files["cert"],
+        ssl_keyfile=cert_files["key"],
+        metrics_address=f"127.0.0.1:{metrics}",
+        log_level="debug",
+    )
+    socket.create_connection(("127.0.0.1", server.port), timeout=5).close()  # a TCP probe: not a TLS failure
+    for data in (b"GET / HTTP/1.1\r\nHost: t\r\n\r\n", GARBAGE):
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            sock.sendall(data)
+            answer, closed = read_until_close(sock)
+        assert closed and not answer.startswith(b"HTTP/")
+    untrusting = ssl.create_default_context()  # the system's CAs: the test CA is not among them
+    with (
+        socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw,
+        pytest.raises(ssl.SSLCertVerificationError),
+    ):
+        untrusting.wrap_socket(raw, server_hostname="127.0.0.1")
+    wait_for(lambda: sample(scrape(metrics), "celeris_tls_handshake_failures_total") == 3)
+    with httpx.Client(verify=client_context(cert_files, ["http/1.1"])) as client:
+        assert client.get(server.url).status_code == 200
+    assert sample(scrape(metrics), "celeris_tls_handshake_failures_total") == 3
+    failures = [r.getMessage() for r in caplog.records if r.getMessage().startswith("TLS handshake failed")]
+    assert any("HTTP_REQUEST" in line for line in failures), failures
+    assert any("UNKNOWN_CA" in line for line in failures), failures
+    assert all(re.match(r"TLS handshake failed with 127\.0\.0\.1:\d+: \w+", line) for line in failures), failures

@@ -10,6 +10,8 @@ With --proxy-protocol v1|v2, a peer named by --forwarded-allow-ips must send a P
 it is read (within the header timeout) before anything else, and the protocol chosen after it shows
 the header's client and server addresses. A malformed header closes the connection without an
 answer (the bytes after it cannot be trusted to be HTTP). Other peers are not asked for one.
+On a TLS listener the header comes before the handshake, so tls.TLSAcceptor reads it (with
+`read_proxy_header`) and the detector of the TLS connection starts with its addresses.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from celeris_asgi.logging import error_logger
 from celeris_asgi.protocols.addresses import Addresses, client_address, describe_peer, log_closed
 from celeris_asgi.protocols.handoff import hand_over
 from celeris_asgi.protocols.http1 import SHUTDOWN_GRACE, HTTP1Protocol
-from celeris_asgi.protocols.proxy_protocol import InvalidProxyHeader, parse_proxy_header
+from celeris_asgi.protocols.proxy_protocol import InvalidProxyHeader, ProxyHeader, parse_proxy_header
 
 if TYPE_CHECKING:
     from celeris_asgi.settings import ServerSettings
@@ -48,6 +50,17 @@ def sniff(data: bytes) -> str:
     return H1
 
 
+def read_proxy_header(buffer: bytes, version: str, transport: asyncio.Transport) -> ProxyHeader | None:
+    """The PROXY header at the start of `buffer`, None while it is incomplete; a malformed one aborts
+    `transport` (and gives None: no more bytes come)."""
+    try:
+        return parse_proxy_header(buffer, version)
+    except InvalidProxyHeader as exc:
+        error_logger.debug("Closing a connection with a bad PROXY header from %s: %s", describe_peer(transport), exc)
+        transport.abort()
+        return None
+
+
 def make_http2_protocol(
     settings: ServerSettings, state: ServerState, loop: asyncio.AbstractEventLoop, addresses: Addresses | None = None
 ) -> asyncio.Protocol:
@@ -61,7 +74,13 @@ class ProtocolDetector(asyncio.Protocol):
 
     __slots__ = ("addresses", "buffer", "deadline", "loop", "proxy_header_due", "settings", "state", "transport")
 
-    def __init__(self, settings: ServerSettings, state: ServerState, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        settings: ServerSettings,
+        state: ServerState,
+        loop: asyncio.AbstractEventLoop,
+        addresses: Addresses | None = None,
+    ) -> None:
         self.settings = settings
         self.state = state
         self.loop = loop
@@ -69,7 +88,7 @@ class ProtocolDetector(asyncio.Protocol):
         self.buffer = b""
         self.deadline = 0.0
         self.proxy_header_due = False  # a trusted peer's PROXY header is still to be read
-        self.addresses: Addresses | None = None  # (server, client) named by the PROXY header
+        self.addresses = addresses  # (server, client) named by the PROXY header
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -80,22 +99,19 @@ class ProtocolDetector(asyncio.Protocol):
             metrics.connection_opened()
         if error_logger.isEnabledFor(logging.DEBUG):
             error_logger.debug("Connection opened: %s", describe_peer(transport))
-        peers = self.settings.proxy_protocol_peers
-        if peers is not None and peers.trusts_peer(client_address(transport)):
-            self.proxy_header_due = True  # no TLS here: config refuses --proxy-protocol with TLS
-            return
-        http = self.settings.http
         ssl_object = transport.get_extra_info("ssl_object")
-        if ssl_object is not None:
+        if ssl_object is None:
+            peers = self.settings.proxy_protocol_peers
+            if peers is not None and peers.trusts_peer(client_address(transport)):
+                self.proxy_header_due = True
+                return
+            alpn = None
+        else:  # a PROXY header came before the handshake: TLSAcceptor read it
             alpn = ssl_object.selected_alpn_protocol()
-            if alpn == "h2":
-                self.switch(make_http2_protocol(self.settings, self.state, self.loop), b"")
-                return
-            if alpn == "http/1.1" or http == "h1":
-                self.switch(HTTP1Protocol(self.settings, self.state, self.loop), b"")
-                return
-        if http == "h1":
-            self.switch(HTTP1Protocol(self.settings, self.state, self.loop), b"")
+        if alpn == "h2":
+            self.switch(make_http2_protocol(self.settings, self.state, self.loop, self.addresses), b"")
+        elif alpn == "http/1.1" or self.settings.http == "h1":
+            self.switch(HTTP1Protocol(self.settings, self.state, self.loop, self.addresses), b"")
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -121,22 +137,14 @@ class ProtocolDetector(asyncio.Protocol):
 
     def read_proxy_header(self) -> bool:
         """Take the PROXY header off the buffer: True once read, False while incomplete or refused."""
-        try:
-            header = parse_proxy_header(self.buffer, self.settings.proxy_protocol)
-        except InvalidProxyHeader as exc:
-            error_logger.debug(
-                "Closing a connection with a bad PROXY header from %s: %s", describe_peer(self.transport), exc
-            )
-            if self.transport is not None:
-                self.transport.abort()
-            self.buffer = b""
+        if self.transport is None:
             return False
+        header = read_proxy_header(self.buffer, self.settings.proxy_protocol, self.transport)
         if header is None:
             return False
         self.proxy_header_due = False
         self.buffer = self.buffer[header.consumed :]
-        if header.client is not None:
-            self.addresses = (header.server, header.client)
+        self.addresses = header.addresses
         return True
 
     def switch(self, protocol: asyncio.Protocol, buffered: bytes) -> None:

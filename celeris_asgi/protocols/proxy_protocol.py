@@ -39,6 +39,11 @@ class ProxyHeader:
     server: Address | None
     consumed: int
 
+    @property
+    def addresses(self) -> tuple[Address | None, Address | None] | None:
+        """(server, client) for the scope, as addresses.Addresses; None: keep the connection's own."""
+        return None if self.client is None else (self.server, self.client)
+
 
 def parse_proxy_header(data: bytes, version: str) -> ProxyHeader | None:
     """Parse a `version` ("v1" or "v2") header at the start of `data`; None until it is complete."""
