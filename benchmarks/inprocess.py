@@ -353,7 +353,8 @@ def celeris_h1(setup: Setup, loop: asyncio.AbstractEventLoop) -> asyncio.Protoco
 def celeris_h2(setup: Setup, loop: asyncio.AbstractEventLoop) -> asyncio.Protocol:
     from celeris_asgi.protocols.http2 import HTTP2Protocol
 
-    return HTTP2Protocol(*setup, loop)
+    config, state = setup
+    return HTTP2Protocol(config.settings, state, loop)
 
 
 def celeris_gc(setup: Setup) -> None:
