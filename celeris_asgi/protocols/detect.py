@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import Any
+from typing import Any, cast
 
 from celeris_asgi.logging import error_logger
 from celeris_asgi.protocols.http1 import SHUTDOWN_GRACE, HTTP1Protocol
@@ -42,7 +42,8 @@ def http2_available(config: Any) -> bool:
 def make_http2_protocol(config: Any, state: Any, loop: asyncio.AbstractEventLoop) -> asyncio.Protocol:
     from celeris_asgi.protocols.http2 import HTTP2Protocol
 
-    return HTTP2Protocol(config.settings, state, loop)
+    # A C class when compiled, so not an asyncio.Protocol subclass: loops only duck-type protocols.
+    return cast(asyncio.Protocol, HTTP2Protocol(config.settings, state, loop))
 
 
 class ProtocolDetector(asyncio.Protocol):
