@@ -1,7 +1,10 @@
 # C declarations for protocol.py, compiled by Cython in pure-Python mode (see celeris_asgi/_compiled.py).
 # A C class cannot inherit asyncio.Protocol; uvloop and asyncio only duck-type protocols (and
 # transport.set_protocol, for the h2c upgrade, takes any object with the protocol's methods).
+cimport cython
+
 from .connection cimport H2Connection
+from .handlers cimport H2Cycle
 
 
 cdef class HTTP2Protocol:
@@ -31,3 +34,14 @@ cdef class HTTP2Protocol:
     cdef object __weakref__
 
     cpdef void schedule_flush(self) except *
+    cpdef void start_cycle(self, H2Cycle cycle) except *
+
+    # The cycle's owner side: C methods with the cycle typed (a Python caller still reaches them).
+    @cython.locals(engine=H2Connection, sid=Py_ssize_t, end=bint)
+    cpdef bint write_head(self, H2Cycle cycle, object status, object headers, object body, bint more_body) except? -1
+
+    @cython.locals(end=bint)
+    cpdef bint write_body(self, H2Cycle cycle, object body, bint more_body) except? -1
+
+    @cython.locals(sid=Py_ssize_t, streams=dict, engine=H2Connection)
+    cpdef void cycle_done(self, H2Cycle cycle) except *

@@ -331,7 +331,7 @@ class HTTP2Protocol:
         else:
             cycle.response_bytes += len(body)
             end = not more_body and not cycle.trailers_expected
-            if not engine.send_response(sid, status, headers, defaults, body, end):
+            if not engine.sender.send_response(sid, status, headers, defaults, body, end):
                 self.schedule_flush()
                 return True
         self.schedule_flush()
