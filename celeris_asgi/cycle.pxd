@@ -2,6 +2,10 @@
 # The phase constants stay Python globals: the protocols import them.  RequestCycle stays
 # subclassable from Python (HTTP/1.1 uses it as is; H2Cycle extends it in C).
 
+cpdef bint admit(object state, object settings) except? -1
+cpdef object start_app_task(object state, object coro, object loop, bint eager=*)
+
+
 cdef class RequestCycle:
     cdef public object scope
     cdef public object owner
@@ -19,6 +23,7 @@ cdef class RequestCycle:
     cdef public double start_time
     cdef public object task
 
+    cpdef void start(self, bint eager=*) except *
     cpdef void respond_error(self, object status, str reason) except *
     cpdef void wake(self) except *
     cpdef void feed_body(self, object data) except *
