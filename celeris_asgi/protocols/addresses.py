@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Protocol
 
 from celeris_asgi.logging import error_logger
-
-if TYPE_CHECKING:
-    from celeris_asgi.middleware.proxy_headers import ProxyHeaders
 
 
 def _as_pair(address: object) -> tuple[str, int] | None:
@@ -40,19 +36,3 @@ def log_closed(transport: asyncio.BaseTransport | None, protocol: str) -> None:
     """The debug line of a closed connection; called once per connection by its last protocol."""
     if error_logger.isEnabledFor(logging.DEBUG):
         error_logger.debug("Connection closed: %s (%s)", describe_peer(transport), protocol)
-
-
-class _HasProxy(Protocol):
-    @property
-    def proxy(self) -> ProxyHeaders | None: ...
-
-
-def trusted_proxy(source: _HasProxy, client: tuple[str, int] | None) -> ProxyHeaders | None:
-    """source.proxy when the peer may set proxy headers, else None (HTTP/2's copy of cycle.Endpoint's rule).
-
-    Drop it once http2/protocol.py builds a cycle.Endpoint like HTTP/1.1 does.
-    """
-    proxy = source.proxy
-    if proxy is not None and proxy.trusts_peer(client):
-        return proxy
-    return None
