@@ -347,13 +347,15 @@ def celeris_setup(app: str, loop: asyncio.AbstractEventLoop) -> Setup:
 def celeris_h1(setup: Setup, loop: asyncio.AbstractEventLoop) -> asyncio.Protocol:
     from celeris_asgi.protocols.http1 import HTTP1Protocol
 
-    return HTTP1Protocol(*setup, loop)
+    config, state = setup
+    return HTTP1Protocol(config.settings, state, loop)
 
 
 def celeris_h2(setup: Setup, loop: asyncio.AbstractEventLoop) -> asyncio.Protocol:
     from celeris_asgi.protocols.http2 import HTTP2Protocol
 
-    return HTTP2Protocol(*setup, loop)
+    config, state = setup
+    return HTTP2Protocol(config.settings, state, loop)
 
 
 def celeris_gc(setup: Setup) -> None:
