@@ -16,6 +16,13 @@ COMPILED_MODULES: tuple[str, ...] = (
     "celeris_asgi.protocols.http2.frames",
     "celeris_asgi.protocols.http2.huffman",
     "celeris_asgi.protocols.http2.hpack_codec",
+    "celeris_asgi.headers",
+    "celeris_asgi.state",
+    "celeris_asgi.protocols.flow",
+    "celeris_asgi.protocols.target",
+    "celeris_asgi.protocols.http1_request",
+    "celeris_asgi.protocols.http1_response",
+    "celeris_asgi.protocols.http1",
 )
 
 
