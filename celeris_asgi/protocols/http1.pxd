@@ -17,8 +17,10 @@ from celeris_asgi.protocols.http1_request cimport (
 )
 from celeris_asgi.state cimport ServerState
 
+cdef Py_ssize_t HIGH_WATER
 cdef Py_ssize_t _BATCH_BYTES
 cdef Py_ssize_t _BATCH_WRITES
+cdef int IDLE, HEAD, BODY, RESPONDING, CLOSING
 
 
 @cython.final
@@ -54,6 +56,24 @@ cdef class HTTP1Protocol:
     cdef public object upgrade
     cdef public bytes url
     cdef public ResponseWriter writer
+
+    cpdef data_received(self, object data)
+    # the parser callbacks: cpdef, so httptools still finds them by name
+    cpdef on_message_begin(self)
+    cpdef on_url(self, bytes url)
+    @cython.locals(headers=list)
+    cpdef on_header(self, bytes name, bytes value)
+    @cython.locals(content_length=object, keep_alive=bint, state=ServerState)
+    cpdef on_headers_complete(self)
+    @cython.locals(limit=object)
+    cpdef on_body(self, bytes body)
+    cpdef on_message_complete(self)
+    # the cycle's side (RequestCycle calls them by name on any protocol)
+    @cython.locals(complete=bint, close=bint)
+    cpdef bint write_head(self, object cycle, object status, object headers, object body, bint more_body) except -1
+    cpdef bint write_body(self, object cycle, object body, bint more_body) except -1
+    cpdef body_consumed(self, object cycle, object nbytes)
+    cpdef cycle_done(self, object cycle)
 
     @cython.locals(out=list)
     cpdef write(self, bytes data)
