@@ -39,6 +39,7 @@ cdef class HTTP1Protocol:
     cdef public list headers
     cdef public Py_ssize_t host_count
     cdef public object loop
+    cdef public object metrics  # set by main's metrics hooks (issue 15): declared so the merge compiles
     cdef public list out
     cdef public object parser
     cdef public object parsing
@@ -51,6 +52,7 @@ cdef class HTTP1Protocol:
     cdef public object settings
     cdef public ServerState state
     cdef public object switch
+    cdef public bint trace  # main's --log-level trace switch, as metrics
     cdef public object transfer_encoding
     cdef public object transport
     cdef public object upgrade
