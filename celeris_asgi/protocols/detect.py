@@ -42,6 +42,13 @@ def sniff(data: bytes) -> str:
     return H1
 
 
+def make_http1_protocol(
+    settings: ServerSettings, state: ServerState, loop: asyncio.AbstractEventLoop
+) -> asyncio.Protocol:
+    """HTTP1Protocol is duck-typed (compiled, it cannot subclass asyncio.Protocol): typed here once."""
+    return cast(asyncio.Protocol, HTTP1Protocol(settings, state, loop))
+
+
 def make_http2_protocol(
     settings: ServerSettings, state: ServerState, loop: asyncio.AbstractEventLoop
 ) -> asyncio.Protocol:
@@ -81,10 +88,10 @@ class ProtocolDetector(asyncio.Protocol):
                 self.switch(make_http2_protocol(self.settings, self.state, self.loop), b"")
                 return
             if alpn == "http/1.1" or http == "h1":
-                self.switch(HTTP1Protocol(self.settings, self.state, self.loop), b"")
+                self.switch(make_http1_protocol(self.settings, self.state, self.loop), b"")
                 return
         if http == "h1":
-            self.switch(HTTP1Protocol(self.settings, self.state, self.loop), b"")
+            self.switch(make_http1_protocol(self.settings, self.state, self.loop), b"")
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -96,7 +103,7 @@ class ProtocolDetector(asyncio.Protocol):
         if verdict == H2 and http != "h1":
             self.switch(make_http2_protocol(self.settings, self.state, self.loop), buffer)
         elif verdict == H1 and http != "h2":
-            self.switch(HTTP1Protocol(self.settings, self.state, self.loop), buffer)
+            self.switch(make_http1_protocol(self.settings, self.state, self.loop), buffer)
         else:
             error_logger.debug("Closing a connection that speaks no HTTP version this server serves.")
             if self.transport is not None:

@@ -57,8 +57,12 @@ RESPONDING = 3  # every request read is complete; a response is in progress: no 
 CLOSING = 4  # refused, handed to another protocol, or lost: nothing more is read
 
 
-class HTTP1Protocol(asyncio.Protocol):
-    """One HTTP/1.x connection."""
+class HTTP1Protocol:
+    """One HTTP/1.x connection.
+
+    A plain class, not an asyncio.Protocol subclass: compiled, it is a Cython extension type, which
+    cannot inherit a Python class; uvloop and asyncio only duck-type protocols.
+    """
 
     __slots__ = (
         "access_logging",
