@@ -449,6 +449,8 @@ class Config:
                 raise ConfigError(str(exc)) from None
         if self.ssl_keyfile and not self.ssl_certfile:
             raise ConfigError("--ssl-keyfile needs --ssl-certfile.")
+        if self.proxy_protocol != "off" and self.ssl_certfile:
+            raise ConfigError("--proxy-protocol with --ssl-certfile is not supported: terminate TLS at the proxy.")
         if self.uds and self.fd is not None:
             raise ConfigError("--uds and --fd cannot be used together.")
         from celeris_asgi.middleware.proxy_headers import TrustedHosts

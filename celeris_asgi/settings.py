@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from celeris_asgi.asgi_types import ASGIApp
     from celeris_asgi.config import Config
     from celeris_asgi.metrics import Metrics
-    from celeris_asgi.middleware.proxy_headers import ProxyHeaders
+    from celeris_asgi.middleware.proxy_headers import ProxyHeaders, TrustedHosts
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +56,13 @@ class ServerSettings:
     websocket: WebSocketSettings
     metrics: Metrics | None = None  # None with metrics off: the request cycle checks it once per request
     proxy_protocol: str = "off"  # off | v1 | v2: a PROXY header expected first from trusted peers
+    # the peers whose PROXY header is read (--forwarded-allow-ips); None with --proxy-protocol off
+    proxy_protocol_peers: TrustedHosts | None = None
 
     @classmethod
     def from_config(cls, config: Config) -> ServerSettings:
         """Build the settings of a loaded config (Config.load() ran: the app is imported)."""
+        from celeris_asgi.middleware.proxy_headers import TrustedHosts
         from celeris_asgi.protocols.websocket import websocket_enabled
 
         websocket = WebSocketSettings(
@@ -90,4 +93,5 @@ class ServerSettings:
             websocket=websocket,
             metrics=config.metrics,
             proxy_protocol=config.proxy_protocol,
+            proxy_protocol_peers=(None if config.proxy_protocol == "off" else TrustedHosts(config.forwarded_allow_ips)),
         )

@@ -12,9 +12,10 @@ import os
 import socket
 import ssl
 import threading
+import time
 from collections.abc import MutableMapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -39,7 +40,7 @@ async def app(scope, receive, send):
         return
     path = os.path.join(HERE, scope["path"].lstrip("/"))
     headers = [(b"content-type", b"application/octet-stream")]
-    if os.path.isfile(path):
+    if os.path.isfile(path) and scope["query_string"] != b"chunked":  # ?chunked: no length, chunked framing
         headers.append((b"content-length", b"%d" % os.path.getsize(path)))
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.pathsend", "path": path})
@@ -270,3 +271,104 @@ def test_a_big_sparse_file_is_served_in_constant_memory(
         assert rss.peak - rss.baseline < 64 * MiB, (rss.baseline, rss.peak)
     finally:
         stop_process(server.proc)
+
+
+# ----- the os.sendfile fast path (plain HTTP/1.1 with a Content-Length) -------------------------
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/<pid>/stat fields 14 and 15)."""
+    with open(f"/proc/{pid}/stat") as stat_file:
+        fields = stat_file.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def download_and_sample(port: int, path: str, samples: dict[int, bytes]) -> int:
+    """GET over HTTP/1.1 (either framing): the body's size; the bytes at the `samples` offsets must match."""
+    found = {offset: bytearray(len(value)) for offset, value in samples.items()}
+    received = 0
+
+    def take(data: bytes | bytearray) -> None:
+        nonlocal received
+        for offset, copy in found.items():  # the part of each sampled range inside this piece
+            first, last = max(offset, received), min(offset + len(copy), received + len(data))
+            if first < last:
+                copy[first - offset : last - offset] = data[first - received : last - received]
+        received += len(data)
+
+    with get(port, path) as sock:
+        head, body = read_head(sock)
+        assert head.startswith(b"HTTP/1.1 200"), head
+        chunked = b"transfer-encoding: chunked" in head.lower()
+        length = None if chunked else int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        pending = bytearray(body)
+        buffer = bytearray(MiB)
+        while True:
+            if chunked:
+                while (line_end := pending.find(b"\r\n")) >= 0:
+                    size = int(pending[:line_end], 16)
+                    if len(pending) < line_end + 4 + size:
+                        break
+                    if size == 0:
+                        assert {key: bytes(value) for key, value in found.items()} == samples
+                        return received
+                    take(pending[line_end + 2 : line_end + 2 + size])
+                    del pending[: line_end + 4 + size]
+            else:
+                take(pending)
+                pending.clear()
+                if received >= cast(int, length):
+                    assert {key: bytes(value) for key, value in found.items()} == samples
+                    return received
+            size = sock.recv_into(buffer)
+            assert size, f"closed after {received} bytes"
+            pending += buffer[:size]
+
+
+def test_a_big_file_goes_out_by_sendfile_on_plain_http1_and_matches(files: Path) -> None:
+    """256 MiB sparse with random marks: served whole and equal with Content-Length (os.sendfile)
+    and chunked (the cycle's read loop); the time and server CPU of each are printed."""
+    size = 256 * MiB
+    path = files / "marked.bin"
+    sparse_file(path, size)
+    samples = {offset: os.urandom(4096) for offset in (0, 7 * MiB + 13, 128 * MiB - 100, size - 4096)}
+    with open(path, "r+b") as file:
+        for offset, value in samples.items():
+            file.seek(offset)
+            file.write(value)
+    server = start_cli("fileapp:app", "--app-dir", str(files), "--port", "0", "--no-access-log")
+    try:
+        assert server.port is not None
+        runs = [("read loop (chunked)", "?chunked"), ("sendfile (Content-Length)", "")] * 2  # the first warms up
+        for label, query in runs:
+            cpu, started = process_cpu_seconds(server.proc.pid), time.monotonic()
+            received = download_and_sample(server.port, "/marked.bin" + query, samples)
+            elapsed, cpu = time.monotonic() - started, process_cpu_seconds(server.proc.pid) - cpu
+            print(f"{label}: {received} bytes in {elapsed:.2f} s, server CPU {cpu:.2f} s")
+            assert received == size
+    finally:
+        stop_process(server.proc)
+
+
+def test_zerocopysend_after_a_body_part_keeps_the_order_and_the_files_position(serve: Any, tmp_path: Path) -> None:
+    """A body part, then a file range by zerocopysend (sendfile, after the batched head and part)."""
+    content = os.urandom(300_000)
+    (tmp_path / "data.bin").write_bytes(content)
+    positions: list[int] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        headers = [(b"content-length", b"%d" % (5 + 200_000))]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"first", "more_body": True})
+        with open(tmp_path / "data.bin", "rb") as file:
+            file.seek(1000)
+            await send({"type": "http.response.zerocopysend", "file": file, "count": 200_000})
+            positions.append(file.tell())
+
+    server = serve(app)
+    with httpx.Client(timeout=10) as client:
+        for _ in range(2):  # and the connection stays usable for the next request
+            response = client.get(server.url)
+            assert response.status_code == 200 and response.content == b"first" + content[1000:201_000]
+        assert response.headers.get("connection") != "close"
+    assert positions == [201_000, 201_000]

@@ -7,6 +7,9 @@ import logging
 
 from celeris_asgi.logging import error_logger
 
+# (server, client) for a connection whose PROXY header named them (see detect.ProtocolDetector)
+Addresses = tuple[tuple[str, int] | None, tuple[str, int] | None]
+
 
 def _as_pair(address: object) -> tuple[str, int] | None:
     if isinstance(address, tuple | list) and len(address) >= 2:

@@ -5,6 +5,11 @@ An HTTP/2 preface gone wrong, or a request line that names another protocol than
 "INVALID CONNECTION PREFACE"), is closed without a word: RFC 9113 3.4 asks for a closed connection,
 and HTTP/1.1 bytes would be garbage to that client. Everything else goes to HTTP/1.1, which serves
 it (leading empty lines included, RFC 9112 2.2) or answers a malformed request with 400 or 505.
+
+With --proxy-protocol v1|v2, a peer named by --forwarded-allow-ips must send a PROXY header first:
+it is read (within the header timeout) before anything else, and the protocol chosen after it shows
+the header's client and server addresses. A malformed header closes the connection without an
+answer (the bytes after it cannot be trusted to be HTTP). Other peers are not asked for one.
 """
 
 from __future__ import annotations
@@ -15,9 +20,10 @@ import re
 from typing import TYPE_CHECKING, cast
 
 from celeris_asgi.logging import error_logger
-from celeris_asgi.protocols.addresses import describe_peer, log_closed
+from celeris_asgi.protocols.addresses import Addresses, client_address, describe_peer, log_closed
 from celeris_asgi.protocols.handoff import hand_over
 from celeris_asgi.protocols.http1 import SHUTDOWN_GRACE, HTTP1Protocol
+from celeris_asgi.protocols.proxy_protocol import InvalidProxyHeader, parse_proxy_header
 
 if TYPE_CHECKING:
     from celeris_asgi.settings import ServerSettings
@@ -43,25 +49,25 @@ def sniff(data: bytes) -> str:
 
 
 def make_http1_protocol(
-    settings: ServerSettings, state: ServerState, loop: asyncio.AbstractEventLoop
+    settings: ServerSettings, state: ServerState, loop: asyncio.AbstractEventLoop, addresses: Addresses | None = None
 ) -> asyncio.Protocol:
     """HTTP1Protocol is duck-typed (compiled, it cannot subclass asyncio.Protocol): typed here once."""
-    return cast(asyncio.Protocol, HTTP1Protocol(settings, state, loop))
+    return cast(asyncio.Protocol, HTTP1Protocol(settings, state, loop, addresses))
 
 
 def make_http2_protocol(
-    settings: ServerSettings, state: ServerState, loop: asyncio.AbstractEventLoop
+    settings: ServerSettings, state: ServerState, loop: asyncio.AbstractEventLoop, addresses: Addresses | None = None
 ) -> asyncio.Protocol:
     from celeris_asgi.protocols.http2 import HTTP2Protocol
 
     # A compiled HTTP2Protocol is no asyncio.Protocol subclass; uvloop and asyncio only duck-type protocols.
-    return cast(asyncio.Protocol, HTTP2Protocol(settings, state, loop))
+    return cast(asyncio.Protocol, HTTP2Protocol(settings, state, loop, addresses))
 
 
 class ProtocolDetector(asyncio.Protocol):
     """The first protocol of every connection; hands the transport to the real one."""
 
-    __slots__ = ("buffer", "deadline", "loop", "settings", "state", "transport")
+    __slots__ = ("addresses", "buffer", "deadline", "loop", "proxy_header_due", "settings", "state", "transport")
 
     def __init__(self, settings: ServerSettings, state: ServerState, loop: asyncio.AbstractEventLoop) -> None:
         self.settings = settings
@@ -70,6 +76,8 @@ class ProtocolDetector(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.buffer = b""
         self.deadline = 0.0
+        self.proxy_header_due = False  # a trusted peer's PROXY header is still to be read
+        self.addresses: Addresses | None = None  # (server, client) named by the PROXY header
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -80,6 +88,10 @@ class ProtocolDetector(asyncio.Protocol):
             metrics.connection_opened()
         if error_logger.isEnabledFor(logging.DEBUG):
             error_logger.debug("Connection opened: %s", describe_peer(transport))
+        peers = self.settings.proxy_protocol_peers
+        if peers is not None and peers.trusts_peer(client_address(transport)):
+            self.proxy_header_due = True  # no TLS here: config refuses --proxy-protocol with TLS
+            return
         http = self.settings.http
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is not None:
@@ -95,19 +107,45 @@ class ProtocolDetector(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
+        if self.proxy_header_due and not self.read_proxy_header():
+            return
+        http = self.settings.http
+        if http == "h1":
+            buffer, self.buffer = self.buffer, b""
+            self.switch(make_http1_protocol(self.settings, self.state, self.loop, self.addresses), buffer)
+            return
         verdict = sniff(self.buffer)
         if verdict == WAIT:
             return
         buffer, self.buffer = self.buffer, b""
-        http = self.settings.http
-        if verdict == H2 and http != "h1":
-            self.switch(make_http2_protocol(self.settings, self.state, self.loop), buffer)
+        if verdict == H2:
+            self.switch(make_http2_protocol(self.settings, self.state, self.loop, self.addresses), buffer)
         elif verdict == H1 and http != "h2":
-            self.switch(make_http1_protocol(self.settings, self.state, self.loop), buffer)
+            self.switch(make_http1_protocol(self.settings, self.state, self.loop, self.addresses), buffer)
         else:
             error_logger.debug("Closing a connection that speaks no HTTP version this server serves.")
             if self.transport is not None:
                 self.transport.close()
+
+    def read_proxy_header(self) -> bool:
+        """Take the PROXY header off the buffer: True once read, False while incomplete or refused."""
+        try:
+            header = parse_proxy_header(self.buffer, self.settings.proxy_protocol)
+        except InvalidProxyHeader as exc:
+            error_logger.debug(
+                "Closing a connection with a bad PROXY header from %s: %s", describe_peer(self.transport), exc
+            )
+            if self.transport is not None:
+                self.transport.abort()
+            self.buffer = b""
+            return False
+        if header is None:
+            return False
+        self.proxy_header_due = False
+        self.buffer = self.buffer[header.consumed :]
+        if header.client is not None:
+            self.addresses = (header.server, header.client)
+        return True
 
     def switch(self, protocol: asyncio.Protocol, buffered: bytes) -> None:
         transport = self.transport
@@ -127,7 +165,8 @@ class ProtocolDetector(asyncio.Protocol):
     def check_timeouts(self, now: float) -> None:
         """A connection that never says enough to pick a protocol is closed after the header timeout.
 
-        Only a prefix of the HTTP/2 preface (or nothing) waits here; HTTP/1.x bytes went on at once.
+        Only a PROXY header, a prefix of the HTTP/2 preface (or nothing) waits here; HTTP/1.x bytes
+        went on at once.
         """
         if now >= self.deadline and self.transport is not None:
             self.transport.close()

@@ -25,6 +25,7 @@ cdef int IDLE, HEAD, BODY, RESPONDING, CLOSING
 
 @cython.final
 cdef class HTTP1Protocol:
+    cdef public object addresses  # (server, client) from a PROXY header, or None
     cdef public bint access_logging
     cdef public Py_ssize_t body_bytes
     cdef public double body_deadline

@@ -13,14 +13,23 @@ the server's clock tick (check_timeouts): the hot path sets a float instead of a
 from __future__ import annotations
 
 import asyncio
+import os
 from collections import deque
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import httptools
 
-from celeris_asgi.cycle import COMPLETE, Endpoint, RequestCycle, build_scope, error_response
+from celeris_asgi.cycle import (
+    COMPLETE,
+    ClientDisconnected,
+    Endpoint,
+    FileSendError,
+    RequestCycle,
+    build_scope,
+    error_response,
+)
 from celeris_asgi.logging import TRACE, error_logger
-from celeris_asgi.protocols.addresses import client_address, describe_peer, log_closed, server_address
+from celeris_asgi.protocols.addresses import Addresses, client_address, describe_peer, log_closed, server_address
 from celeris_asgi.protocols.flow import FlowControl
 from celeris_asgi.protocols.http1_request import (
     GOOD_HOSTS,
@@ -66,6 +75,7 @@ class HTTP1Protocol:
 
     __slots__ = (
         "access_logging",
+        "addresses",
         "body_bytes",
         "body_deadline",
         "content_length",
@@ -101,11 +111,16 @@ class HTTP1Protocol:
     )
 
     def __init__(
-        self, settings: ServerSettings, state: ServerState, loop: asyncio.AbstractEventLoop | None = None
+        self,
+        settings: ServerSettings,
+        state: ServerState,
+        loop: asyncio.AbstractEventLoop | None = None,
+        addresses: Addresses | None = None,
     ) -> None:
         self.settings = settings
         self.state = state
         self.loop = loop or asyncio.get_running_loop()
+        self.addresses = addresses  # (server, client) from a PROXY header, else the socket's own
         self.access_logging = settings.access_log.enabled
         self.metrics = settings.metrics  # None with metrics off: one check per counted event
         self.trace = error_logger.isEnabledFor(TRACE)  # --log-level trace: protocol events (see trace_event)
@@ -151,10 +166,8 @@ class HTTP1Protocol:
         self.state.connections.add(self)
         self.flow = FlowControl(transport)
         scheme = "https" if transport.get_extra_info("sslcontext") else "http"
-        client = client_address(transport)
-        self.endpoint = Endpoint(
-            server_address(transport), client, scheme, self.settings.proxy, tls_extension(transport)
-        )
+        server, client = self.addresses or (server_address(transport), client_address(transport))
+        self.endpoint = Endpoint(server, client, scheme, self.settings.proxy, tls_extension(transport))
         self.deadline = self.state.now + self.settings.timeout_request_header  # the first request's head
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -564,6 +577,77 @@ class HTTP1Protocol:
     async def drain(self, cycle: RequestCycle) -> None:
         if self.transport is not None:
             await self.flow.drain(self.loop)
+
+    async def send_file(self, cycle: RequestCycle, fd: int, offset: int, count: int) -> bool:
+        """The file body by os.sendfile (the CycleOwner fast path): no byte of it passes through Python.
+
+        Only on a plain socket with Content-Length framing that has room for all `count` bytes
+        (otherwise False: the cycle's chunk loop frames, cuts or encrypts). The transport's buffer is
+        emptied first so the file follows what was written before it; then the socket is written
+        directly, through a dup() of its descriptor, which stays ours even if the transport closes.
+        """
+        transport = self.transport
+        writer = self.writer
+        expected = writer.expected
+        if (
+            cycle is not self.cycle
+            or transport is None
+            or writer.chunked
+            or writer.no_body
+            or expected is None
+            or writer.sent + count > expected
+            or transport.get_extra_info("sslcontext") is not None
+        ):
+            return False
+        sock = transport.get_extra_info("socket")
+        if sock is None:
+            return False
+        self.flush()
+        if transport.get_write_buffer_size():
+            low, high = transport.get_write_buffer_limits()
+            transport.set_write_buffer_limits(high=0)  # resume_writing once the buffer is empty
+            try:
+                await self.flow.drain(self.loop)
+            finally:
+                if self.transport is not None:
+                    transport.set_write_buffer_limits(high=high, low=low)
+        out = os.dup(sock.fileno())
+        try:
+            await self.sendfile_loop(out, fd, offset, count)
+        finally:
+            os.close(out)
+        return True
+
+    async def sendfile_loop(self, out: int, fd: int, offset: int, count: int) -> None:
+        """os.sendfile until `count` bytes are out; a full socket waits (up to --timeout-send) to be writable."""
+        writer = self.writer
+        metrics = self.metrics
+        flow = self.flow
+        while count:
+            if self.transport is None:
+                raise ClientDisconnected("The client disconnected.")
+            try:
+                sent = os.sendfile(out, fd, offset, count)
+            except BlockingIOError:
+                flow.pause_writing(self.state.now, self.settings.timeout_send)  # check_timeouts enforces it
+                # (through Any: a compiled FlowControl's C method would not make a sound Python callback)
+                self.loop.add_writer(out, cast(Any, flow).resume_writing)
+                try:
+                    await flow.drain(self.loop)  # woken when writable, or by connection_lost
+                finally:
+                    self.loop.remove_writer(out)
+                continue
+            except (BrokenPipeError, ConnectionResetError):
+                raise ClientDisconnected("The client disconnected.") from None
+            except OSError as exc:
+                raise FileSendError(f"Sending the file failed: {exc.strerror}.") from None
+            if not sent:
+                raise FileSendError(f"The file ended {count} bytes early (truncated while it was sent?).")
+            offset += sent
+            count -= sent
+            writer.sent += sent
+            if metrics is not None:
+                metrics.bytes_sent(sent)
 
     def body_consumed(self, cycle: RequestCycle, nbytes: int) -> None:
         if self.flow.read_paused and cycle is self.cycle and cycle is self.parsing and len(cycle.body) <= HIGH_WATER:

@@ -8,6 +8,7 @@ from .handlers cimport H2Cycle
 
 
 cdef class HTTP2Protocol:
+    cdef public object addresses  # (server, client) from a PROXY header, or None
     cdef public object settings
     cdef public object state
     cdef public object loop

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, cast
 from celeris_asgi.cycle import COMPLETE, Endpoint, RequestCycle, build_scope
 from celeris_asgi.headers import validate_header
 from celeris_asgi.logging import error_logger
-from celeris_asgi.protocols.addresses import client_address, server_address
+from celeris_asgi.protocols.addresses import Addresses, client_address, server_address
 from celeris_asgi.protocols.flow import FlowControl
 from celeris_asgi.protocols.target import split_origin_form
 from celeris_asgi.tls_info import tls_extension
@@ -50,11 +50,16 @@ class HTTP2Protocol:
     """
 
     def __init__(
-        self, settings: ServerSettings, state: ServerState, loop: asyncio.AbstractEventLoop | None = None
+        self,
+        settings: ServerSettings,
+        state: ServerState,
+        loop: asyncio.AbstractEventLoop | None = None,
+        addresses: Addresses | None = None,
     ) -> None:
         self.settings = settings
         self.state = state
         self.loop = loop or asyncio.get_running_loop()
+        self.addresses = addresses  # (server, client) from a PROXY header, else the socket's own
         self.access_log = settings.access_log
         default_headers = state.default_headers
         self.engine = H2Connection(
@@ -91,9 +96,8 @@ class HTTP2Protocol:
         self.transport = transport
         self.flow = FlowControl(transport)
         self.state.connections.add(self)
-        self.endpoint = Endpoint(
-            server_address(transport), client_address(transport), scheme, self.settings.proxy, tls_extension(transport)
-        )
+        server, client = self.addresses or (server_address(transport), client_address(transport))
+        self.endpoint = Endpoint(server, client, scheme, self.settings.proxy, tls_extension(transport))
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.attach(cast(asyncio.Transport, transport), "https" if transport.get_extra_info("sslcontext") else "http")

@@ -68,7 +68,7 @@ def upgrade_h2c(
     if http1.expect_continue and length and (limit is None or length <= limit):
         transport.write(STATUS_LINES[100] + b"\r\n")  # RFC 9110 10.1.1: the client waits for it to send the body
     scope["headers"] = [field for field in scope["headers"] if field[0] not in _HOP_BY_HOP]
-    protocol = HTTP2Protocol(http1.settings, http1.state, http1.loop)
+    protocol = HTTP2Protocol(http1.settings, http1.state, http1.loop, http1.addresses)
 
     def start(transport: asyncio.Transport, rest: bytes) -> None:
         protocol.upgrade(transport, scope, settings, rest)
