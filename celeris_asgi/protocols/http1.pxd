@@ -91,4 +91,3 @@ cdef class HTTP1Protocol:
     cpdef refuse(self, int status, str reason)
     cpdef pause_reading(self)
     cpdef resume_reading(self)
-    cpdef bint too_slow(self, double now)

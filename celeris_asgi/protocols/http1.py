@@ -13,17 +13,14 @@ the server's clock tick (check_timeouts): the hot path sets a float instead of a
 from __future__ import annotations
 
 import asyncio
-import os
 from collections import deque
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 import httptools
 
 from celeris_asgi.cycle import (
     COMPLETE,
-    ClientDisconnected,
     Endpoint,
-    FileSendError,
     RequestCycle,
     build_scope,
     error_response,
@@ -41,11 +38,14 @@ from celeris_asgi.protocols.http1_request import (
     check_host,
     field_value,
     has_no_body,
+    parser_error_answer,
     request_method,
     request_target,
 )
 from celeris_asgi.protocols.http1_response import ResponseWriter, informational
-from celeris_asgi.protocols.http1_upgrade import parser_after_declined_upgrade, switch_connection, upgrade_offer
+from celeris_asgi.protocols.http1_sendfile import send_file
+from celeris_asgi.protocols.http1_timeouts import check_timeouts
+from celeris_asgi.protocols.http1_upgrade import at_upgrade_point, upgrade_offer
 from celeris_asgi.tls_info import tls_extension
 
 if TYPE_CHECKING:
@@ -67,11 +67,7 @@ CLOSING = 4  # refused, handed to another protocol, or lost: nothing more is rea
 
 
 class HTTP1Protocol:
-    """One HTTP/1.x connection.
-
-    A plain class, not an asyncio.Protocol subclass: compiled, it is a Cython extension type, which
-    cannot inherit a Python class; uvloop and asyncio only duck-type protocols.
-    """
+    """One HTTP/1.x connection (no asyncio.Protocol base: compiled it is a Cython type; asyncio duck-types)."""
 
     __slots__ = (
         "access_logging",
@@ -189,13 +185,9 @@ class HTTP1Protocol:
         self.transport = None
 
     def eof_received(self) -> bool | None:
-        """The client half-closed (shutdown(SHUT_WR)): answer the requests it sent, then close (RFC 9112 9.6).
-
-        A half-close and a client that left look the same (a FIN), so it closes at once (None) where
-        the client leaving must be seen: an app that read its whole body waits in receive() for
-        http.disconnect. So do a request cut short in its body (it can never be answered), TLS (no
-        half-open state), and a connection with nothing left to answer.
-        """
+        """A half-close (SHUT_WR): answer what was sent, then close (RFC 9112 9.6). A FIN may also be a
+        client that left, so close at once (None) where that must be seen: an app that read its whole
+        body waits for http.disconnect; also a body cut short, TLS, or nothing left to answer."""
         self.flush()  # an answer made eagerly inside data_received is still batched
         cycle = self.cycle
         if cycle is None or cycle.eof_delivered or self.phase == BODY or self.endpoint.scheme != "http":
@@ -240,14 +232,8 @@ class HTTP1Protocol:
                 self.refuse(500, "Internal Server Error")
         except httptools.HttpParserUpgrade as exc:
             self.at_upgrade_point(data[exc.args[0] :])
-        except httptools.HttpParserInvalidMethodError:
-            self.refuse(400, "Invalid HTTP method")
         except httptools.HttpParserError as exc:
-            message = str(exc)
-            if "HTTP version" in message:
-                self.refuse(505, "HTTP version not supported")
-            else:
-                self.refuse(400, f"Invalid HTTP request: {message}")
+            self.refuse(*parser_error_answer(exc))
 
     # ----- writing --------------------------------------------------------------------------
 
@@ -438,25 +424,8 @@ class HTTP1Protocol:
     # ----- upgrades (see http1_upgrade.py) ---------------------------------------------------
 
     def at_upgrade_point(self, rest: bytes) -> None:
-        """httptools stopped at an Upgrade: hand the connection on, or read on as HTTP/1.1 if declined."""
-        self.flush()
-        switch, self.switch = self.switch, None
-        transport = self.transport
-        if switch is None:  # RFC 9110 7.8: a declined Upgrade is an ordinary request
-            framing = None
-            if self.parsing is not None:  # its body is still to come (else it had none, or it was refused)
-                framing = (
-                    b"transfer-encoding: chunked"
-                    if self.transfer_encoding is not None
-                    else b"content-length: %d" % int(self.content_length or b"0")
-                )
-            self.parser = parser_after_declined_upgrade(self, framing)
-            if rest and transport is not None and not transport.is_closing():
-                self.data_received(rest)
-        elif transport is not None:
-            self.transport = None
-            self.phase = CLOSING
-            switch_connection(self, transport, *switch, rest)
+        """httptools stopped at an Upgrade: hand the connection on, or read on as HTTP/1.1 (http1_upgrade.py)."""
+        at_upgrade_point(self, rest)
 
     # ----- running requests ----------------------------------------------------------------
 
@@ -579,75 +548,8 @@ class HTTP1Protocol:
             await self.flow.drain(self.loop)
 
     async def send_file(self, cycle: RequestCycle, fd: int, offset: int, count: int) -> bool:
-        """The file body by os.sendfile (the CycleOwner fast path): no byte of it passes through Python.
-
-        Only on a plain socket with Content-Length framing that has room for all `count` bytes
-        (otherwise False: the cycle's chunk loop frames, cuts or encrypts). The transport's buffer is
-        emptied first so the file follows what was written before it; then the socket is written
-        directly, through a dup() of its descriptor, which stays ours even if the transport closes.
-        """
-        transport = self.transport
-        writer = self.writer
-        expected = writer.expected
-        if (
-            cycle is not self.cycle
-            or transport is None
-            or writer.chunked
-            or writer.no_body
-            or expected is None
-            or writer.sent + count > expected
-            or transport.get_extra_info("sslcontext") is not None
-        ):
-            return False
-        sock = transport.get_extra_info("socket")
-        if sock is None:
-            return False
-        self.flush()
-        if transport.get_write_buffer_size():
-            low, high = transport.get_write_buffer_limits()
-            transport.set_write_buffer_limits(high=0)  # resume_writing once the buffer is empty
-            try:
-                await self.flow.drain(self.loop)
-            finally:
-                if self.transport is not None:
-                    transport.set_write_buffer_limits(high=high, low=low)
-        out = os.dup(sock.fileno())
-        try:
-            await self.sendfile_loop(out, fd, offset, count)
-        finally:
-            os.close(out)
-        return True
-
-    async def sendfile_loop(self, out: int, fd: int, offset: int, count: int) -> None:
-        """os.sendfile until `count` bytes are out; a full socket waits (up to --timeout-send) to be writable."""
-        writer = self.writer
-        metrics = self.metrics
-        flow = self.flow
-        while count:
-            if self.transport is None:
-                raise ClientDisconnected("The client disconnected.")
-            try:
-                sent = os.sendfile(out, fd, offset, count)
-            except BlockingIOError:
-                flow.pause_writing(self.state.now, self.settings.timeout_send)  # check_timeouts enforces it
-                # (through Any: a compiled FlowControl's C method would not make a sound Python callback)
-                self.loop.add_writer(out, cast(Any, flow).resume_writing)
-                try:
-                    await flow.drain(self.loop)  # woken when writable, or by connection_lost
-                finally:
-                    self.loop.remove_writer(out)
-                continue
-            except (BrokenPipeError, ConnectionResetError):
-                raise ClientDisconnected("The client disconnected.") from None
-            except OSError as exc:
-                raise FileSendError(f"Sending the file failed: {exc.strerror}.") from None
-            if not sent:
-                raise FileSendError(f"The file ended {count} bytes early (truncated while it was sent?).")
-            offset += sent
-            count -= sent
-            writer.sent += sent
-            if metrics is not None:
-                metrics.bytes_sent(sent)
+        """The CycleOwner fast path for file bodies: os.sendfile where it can (see http1_sendfile.py)."""
+        return await send_file(self, cycle, fd, offset, count)
 
     def body_consumed(self, cycle: RequestCycle, nbytes: int) -> None:
         if self.flow.read_paused and cycle is self.cycle and cycle is self.parsing and len(cycle.body) <= HIGH_WATER:
@@ -683,33 +585,8 @@ class HTTP1Protocol:
             self.flow.resume_reading()
 
     def check_timeouts(self, now: float) -> None:
-        """Called by the server tick: enforce header, body, keep-alive and send timeouts."""
-        if self.transport is None:
-            return
-        if self.flow.send_timed_out(now):
-            error_logger.info("Closing a connection whose client stopped reading (--timeout-send).")
-            self.transport.abort()
-            return
-        deadline = self.deadline
-        if not deadline:
-            return
-        phase = self.phase
-        if phase == BODY:
-            if not self.flow.read_paused:
-                if now >= deadline:
-                    self.refuse(408, "Request body timeout")
-                elif self.too_slow(now):
-                    self.refuse(408, "Request body slower than --limit-request-min-rate")
-        elif phase == HEAD:
-            if now >= deadline + self.head_bytes * self.seconds_per_byte:
-                self.refuse(408, "Request header timeout")
-        elif phase == IDLE and now >= deadline:
-            self.close_transport()  # kept alive long enough, or connected and never sent a byte
-
-    def too_slow(self, now: float) -> bool:
-        """--limit-request-min-rate: the body came slower on average than the minimum rate allows."""
-        seconds_per_byte = self.seconds_per_byte
-        return bool(seconds_per_byte) and now >= self.body_deadline + self.body_bytes * seconds_per_byte
+        """Called by the server tick: the header, body, minimum-rate, keep-alive and send timeouts."""
+        check_timeouts(self, now)
 
     def shutdown(self) -> None:
         """Graceful shutdown: close when idle, otherwise after the response in progress (see next_request)."""

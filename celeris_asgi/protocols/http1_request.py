@@ -148,3 +148,13 @@ def chosen_upgrade(
     if upgrade == b"websocket" and method == "GET" and connection_upgrade and websocket_allowed:
         return WEBSOCKET
     return None
+
+
+def parser_error_answer(exc: httptools.HttpParserError) -> tuple[int, str]:
+    """The answer to a request llhttp could not parse: 505 for an HTTP version it does not serve, else 400."""
+    if isinstance(exc, httptools.HttpParserInvalidMethodError):
+        return 400, "Invalid HTTP method"
+    message = str(exc)
+    if "HTTP version" in message:
+        return 505, "HTTP version not supported"
+    return 400, f"Invalid HTTP request: {message}"

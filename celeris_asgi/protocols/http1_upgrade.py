@@ -113,3 +113,27 @@ class _AfterStandInHead:
     def on_message_complete(self) -> None:
         self.stand_in = False
         self.conn.on_message_complete()
+
+
+def at_upgrade_point(conn: HTTP1Protocol, rest: bytes) -> None:
+    """httptools stopped at an Upgrade: hand the connection on, or read on as HTTP/1.1 if declined."""
+    from celeris_asgi.protocols.http1 import CLOSING  # (http1 imports this module)
+
+    conn.flush()
+    switch, conn.switch = conn.switch, None
+    transport = conn.transport
+    if switch is None:  # RFC 9110 7.8: a declined Upgrade is an ordinary request
+        framing = None
+        if conn.parsing is not None:  # its body is still to come (else it had none, or it was refused)
+            framing = (
+                b"transfer-encoding: chunked"
+                if conn.transfer_encoding is not None
+                else b"content-length: %d" % int(conn.content_length or b"0")
+            )
+        conn.parser = parser_after_declined_upgrade(conn, framing)
+        if rest and transport is not None and not transport.is_closing():
+            conn.data_received(rest)
+    elif transport is not None:
+        conn.transport = None
+        conn.phase = CLOSING
+        switch_connection(conn, transport, *switch, rest)

@@ -20,7 +20,7 @@ from . import frames as f
 from .blocks import HeaderBlocks
 from .flood import EMPTY_DATA, PINGS, RESETS, SETTINGS, FloodGuard
 from .sending import Sender
-from .settings import H2Settings
+from .settings import H2Settings, checked_settings
 from .stream import (
     CLOSED,
     RESET_BY_PEER,
@@ -37,21 +37,6 @@ from .windows import ReceiveWindows
 _MASK = f.STREAM_ID_MASK
 _U32 = f.read_u32
 _SHUTDOWN_PING = b"celeris!"
-
-
-def checked_settings(payload: bytes) -> list[tuple[int, int]]:
-    """The (identifier, value) pairs of a peer's SETTINGS payload; H2ConnectionError for a value that
-    RFC 9113 section 6.5.2 forbids.  One check for SETTINGS frames and for the h2c upgrade, which
-    declines an ``HTTP2-Settings`` header that fails it (see upgrade.py)."""
-    pairs = f.parse_settings(payload)
-    for ident, value in pairs:
-        if ident == f.SETTINGS_INITIAL_WINDOW_SIZE and value > f.MAX_WINDOW_SIZE:
-            raise H2ConnectionError(f.FLOW_CONTROL_ERROR, "SETTINGS_INITIAL_WINDOW_SIZE too large")
-        if ident == f.SETTINGS_MAX_FRAME_SIZE and not f.DEFAULT_MAX_FRAME_SIZE <= value <= f.MAX_FRAME_SIZE_LIMIT:
-            raise H2ConnectionError(f.PROTOCOL_ERROR, "SETTINGS_MAX_FRAME_SIZE out of range")
-        if ident in (f.SETTINGS_ENABLE_PUSH, f.SETTINGS_ENABLE_CONNECT_PROTOCOL) and value > 1:
-            raise H2ConnectionError(f.PROTOCOL_ERROR, f"SETTINGS {ident} must be 0 or 1")
-    return pairs
 
 
 class H2Connection:

@@ -1,8 +1,12 @@
-"""Every HTTP/2 limit as a named setting with a safe default (exposed as ``--h2-*`` flags)."""
+"""Every HTTP/2 limit as a named setting with a safe default (exposed as ``--h2-*`` flags), and the
+range checks of the SETTINGS values a peer sends (RFC 9113 section 6.5.2)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from . import frames as f
+from .stream import H2ConnectionError
 
 _MAX_WINDOW = (1 << 31) - 1
 _MAX_SETTING = (1 << 32) - 1  # a value we announce in a SETTINGS frame is 32 bits
@@ -81,3 +85,18 @@ class H2Settings:
             value = getattr(self, name)
             if not value > 0:
                 raise H2SettingsError(name, f"must be greater than 0; got {value}")
+
+
+def checked_settings(payload: bytes) -> list[tuple[int, int]]:
+    """The (identifier, value) pairs of a peer's SETTINGS payload; H2ConnectionError for a value that
+    RFC 9113 section 6.5.2 forbids.  One check for SETTINGS frames and for the h2c upgrade, which
+    declines an ``HTTP2-Settings`` header that fails it (see upgrade.py)."""
+    pairs = f.parse_settings(payload)
+    for ident, value in pairs:
+        if ident == f.SETTINGS_INITIAL_WINDOW_SIZE and value > f.MAX_WINDOW_SIZE:
+            raise H2ConnectionError(f.FLOW_CONTROL_ERROR, "SETTINGS_INITIAL_WINDOW_SIZE too large")
+        if ident == f.SETTINGS_MAX_FRAME_SIZE and not f.DEFAULT_MAX_FRAME_SIZE <= value <= f.MAX_FRAME_SIZE_LIMIT:
+            raise H2ConnectionError(f.PROTOCOL_ERROR, "SETTINGS_MAX_FRAME_SIZE out of range")
+        if ident in (f.SETTINGS_ENABLE_PUSH, f.SETTINGS_ENABLE_CONNECT_PROTOCOL) and value > 1:
+            raise H2ConnectionError(f.PROTOCOL_ERROR, f"SETTINGS {ident} must be 0 or 1")
+    return pairs

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, cast
 from celeris_asgi.headers import STATUS_LINES
 from celeris_asgi.protocols.handoff import hand_over
 
-from .connection import checked_settings
 from .frames import decode_http2_settings
 from .protocol import HTTP2Protocol
+from .settings import checked_settings
 from .stream import H2ConnectionError
 
 if TYPE_CHECKING:
