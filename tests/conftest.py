@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import signal
@@ -188,3 +189,20 @@ def cli() -> Iterator[Callable[..., CliProcess]]:
     yield start
     for process in procs:
         stop_process(process.proc)
+
+
+@pytest.fixture
+def access_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """caplog that sees celeris.access lines (the logger does not propagate by default)."""
+    logger = logging.getLogger("celeris.access")
+    saved = logger.propagate, logger.disabled
+    logger.propagate, logger.disabled = True, False
+    caplog.set_level(logging.INFO, logger="celeris.access")
+    try:
+        yield caplog
+    finally:
+        logger.propagate, logger.disabled = saved
+
+
+def access_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "celeris.access"]

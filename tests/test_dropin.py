@@ -114,8 +114,14 @@ class Celeris:
 
 
 def launch(*args: str, env: dict[str, str] | None = None, **popen: Any) -> Celeris:
+    """`celeris ARGS` as a subprocess."""
+    return run_python("-m", "celeris_asgi", *args, env=env, **popen)
+
+
+def run_python(*argv: str, env: dict[str, str] | None = None, **popen: Any) -> Celeris:
+    """This interpreter with `argv` (e.g. "-c", code) as a subprocess whose output is read line by line."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celeris_asgi", *args],
+        [sys.executable, *argv],
         cwd=ROOT,
         env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         stdout=subprocess.PIPE,
@@ -384,15 +390,7 @@ def test_run_takes_uvicorn_keywords(celeris):
         " h11_max_incomplete_event_size=16384, reload_delay=0.5, loop='none', timeout_graceful_shutdown=None,"
         " app_dir=None, log_level='info', headers=[('x-run', 'yes')], timeout_worker_healthcheck=5)\n"
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    process = Celeris(proc)
+    process = run_python("-c", code)
     try:
         port = int(process.read_until(READY)[0].group(1))
         response = httpx.get(f"http://127.0.0.1:{port}/py")

@@ -22,7 +22,7 @@ import pytest
 import trustme
 from starlette.responses import FileResponse
 
-from tests.conftest import start_cli, stop_process
+from tests.conftest import start_cli, stop_process, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -371,4 +371,6 @@ def test_zerocopysend_after_a_body_part_keeps_the_order_and_the_files_position(s
             response = client.get(server.url)
             assert response.status_code == 200 and response.content == b"first" + content[1000:201_000]
         assert response.headers.get("connection") != "close"
+    # The client can hold the whole body before the app resumes after its send: wait for the app.
+    wait_for(lambda: len(positions) == 2)
     assert positions == [201_000, 201_000]

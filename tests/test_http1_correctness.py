@@ -16,12 +16,12 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.apps import echo, hello, scope_json
+from tests.conftest import access_lines
 from tests.rawhttp import connect, exchange, parse_responses, read_responses, read_until_close
 
 pytestmark = pytest.mark.timeout(30)
@@ -342,22 +342,6 @@ def test_refused_request_is_logged_as_a_warning(serve, caplog):
     exchange(server.port, b"GET / HTTP/1.1\r\n\r\n")
     messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any(m.startswith("Invalid HTTP request received.") and "Missing Host header" in m for m in messages)
-
-
-@pytest.fixture
-def access_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
-    logger = logging.getLogger("celeris.access")
-    saved = logger.propagate, logger.disabled
-    logger.propagate, logger.disabled = True, False
-    caplog.set_level(logging.INFO, logger="celeris.access")
-    try:
-        yield caplog
-    finally:
-        logger.propagate, logger.disabled = saved
-
-
-def access_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "celeris.access"]
 
 
 def wait_until(predicate: Any, timeout: float = 5.0) -> None:

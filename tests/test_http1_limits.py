@@ -7,19 +7,17 @@ The server checks timeouts on a 0.5 s tick, so a 1 s timeout fires between 1 and
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.apps import echo, hello, until_set
-from tests.conftest import wait_for
+from tests.conftest import access_lines, wait_for
 from tests.rawhttp import connect, parse_responses, read_responses, read_until_close
 
 pytestmark = pytest.mark.timeout(15)
@@ -282,22 +280,6 @@ def test_date_header_is_an_rfc9110_imf_fixdate(serve):
 
 
 # ----- access log -----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def access_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
-    logger = logging.getLogger("celeris.access")
-    saved = logger.propagate, logger.disabled
-    logger.propagate, logger.disabled = True, False
-    caplog.set_level(logging.INFO, logger="celeris.access")
-    try:
-        yield caplog
-    finally:
-        logger.propagate, logger.disabled = saved
-
-
-def access_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "celeris.access"]
 
 
 def test_access_log_atoms_include_the_request_time(serve, access_log):

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import ROOT
-from tests.test_dropin import APP, Celeris, celeris_processes
+from tests.test_dropin import APP, celeris_processes, run_python
 
 pytestmark = pytest.mark.timeout(60)
 celeris = pytest.fixture(celeris_processes, name="celeris")
@@ -97,15 +97,7 @@ def test_embedded_server_gets_logging_from_config():
         "server = celeris_asgi.Server(celeris_asgi.Config(app, port=0))\n"
         "asyncio.run(server.serve())\n"
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    process = Celeris(proc)
+    process = run_python("-c", code)
     try:
         port = int(process.read_until(r"INFO:     Celeris running on http://127\.0\.0\.1:(\d+)")[0].group(1))
         httpx.get(f"http://127.0.0.1:{port}/embedded")
