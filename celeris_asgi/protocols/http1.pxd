@@ -20,7 +20,7 @@ from celeris_asgi.state cimport ServerState
 cdef Py_ssize_t HIGH_WATER
 cdef Py_ssize_t _BATCH_BYTES
 cdef Py_ssize_t _BATCH_WRITES
-cdef int IDLE, HEAD, BODY, RESPONDING, CLOSING
+cdef int IDLE, HEAD, BODY, RESPONDING, CLOSING  # C copies of http1_phase.py's values, set by its import
 
 
 @cython.final
