@@ -345,10 +345,10 @@ def celeris_setup(app: str, loop: asyncio.AbstractEventLoop) -> Setup:
 
 
 def celeris_h1(setup: Setup, loop: asyncio.AbstractEventLoop) -> asyncio.Protocol:
-    from celeris_asgi.protocols.http1 import HTTP1Protocol
+    from celeris_asgi.protocols.detect import make_http1_protocol
 
     config, state = setup
-    return HTTP1Protocol(config.settings, state, loop)
+    return make_http1_protocol(config.settings, state, loop)
 
 
 def celeris_h2(setup: Setup, loop: asyncio.AbstractEventLoop) -> asyncio.Protocol:

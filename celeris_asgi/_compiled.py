@@ -16,6 +16,23 @@ COMPILED_MODULES: tuple[str, ...] = (
     "celeris_asgi.protocols.http2.frames",
     "celeris_asgi.protocols.http2.huffman",
     "celeris_asgi.protocols.http2.hpack_codec",
+    "celeris_asgi.headers",
+    "celeris_asgi.state",
+    "celeris_asgi.protocols.flow",
+    "celeris_asgi.protocols.target",
+    "celeris_asgi.protocols.http1_request",
+    "celeris_asgi.protocols.http1_response",
+    "celeris_asgi.protocols.http1",
+    "celeris_asgi.protocols.http2.validation",
+    "celeris_asgi.protocols.http2.stream",
+    "celeris_asgi.protocols.http2.windows",
+    "celeris_asgi.protocols.http2.flood",
+    "celeris_asgi.protocols.http2.blocks",
+    "celeris_asgi.protocols.http2.sending",
+    "celeris_asgi.protocols.http2.connection",
+    "celeris_asgi.cycle",
+    "celeris_asgi.protocols.http2.handlers",
+    "celeris_asgi.protocols.http2.protocol",
 )
 
 

@@ -61,12 +61,20 @@ def read_proxy_header(buffer: bytes, version: str, transport: asyncio.Transport)
         return None
 
 
+def make_http1_protocol(
+    settings: ServerSettings, state: ServerState, loop: asyncio.AbstractEventLoop, addresses: Addresses | None = None
+) -> asyncio.Protocol:
+    """HTTP1Protocol is duck-typed (compiled, it cannot subclass asyncio.Protocol): typed here once."""
+    return cast(asyncio.Protocol, HTTP1Protocol(settings, state, loop, addresses))
+
+
 def make_http2_protocol(
     settings: ServerSettings, state: ServerState, loop: asyncio.AbstractEventLoop, addresses: Addresses | None = None
 ) -> asyncio.Protocol:
     from celeris_asgi.protocols.http2 import HTTP2Protocol
 
-    return HTTP2Protocol(settings, state, loop, addresses)
+    # A compiled HTTP2Protocol is no asyncio.Protocol subclass; uvloop and asyncio only duck-type protocols.
+    return cast(asyncio.Protocol, HTTP2Protocol(settings, state, loop, addresses))
 
 
 class ProtocolDetector(asyncio.Protocol):
@@ -111,7 +119,7 @@ class ProtocolDetector(asyncio.Protocol):
         if alpn == "h2":
             self.switch(make_http2_protocol(self.settings, self.state, self.loop, self.addresses), b"")
         elif alpn == "http/1.1" or self.settings.http == "h1":
-            self.switch(HTTP1Protocol(self.settings, self.state, self.loop, self.addresses), b"")
+            self.switch(make_http1_protocol(self.settings, self.state, self.loop, self.addresses), b"")
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -120,7 +128,7 @@ class ProtocolDetector(asyncio.Protocol):
         http = self.settings.http
         if http == "h1":
             buffer, self.buffer = self.buffer, b""
-            self.switch(HTTP1Protocol(self.settings, self.state, self.loop, self.addresses), buffer)
+            self.switch(make_http1_protocol(self.settings, self.state, self.loop, self.addresses), buffer)
             return
         verdict = sniff(self.buffer)
         if verdict == WAIT:
@@ -129,7 +137,7 @@ class ProtocolDetector(asyncio.Protocol):
         if verdict == H2:
             self.switch(make_http2_protocol(self.settings, self.state, self.loop, self.addresses), buffer)
         elif verdict == H1 and http != "h2":
-            self.switch(HTTP1Protocol(self.settings, self.state, self.loop, self.addresses), buffer)
+            self.switch(make_http1_protocol(self.settings, self.state, self.loop, self.addresses), buffer)
         else:
             error_logger.debug("Closing a connection that speaks no HTTP version this server serves.")
             if self.transport is not None:

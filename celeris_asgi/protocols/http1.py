@@ -6,7 +6,7 @@ framed by the ResponseWriter in http1_response.py; everything between the two (t
 call, the ASGI rules, server-made answers, the access log) by the RequestCycle (cycle.py).
 
 Requests that arrive pipelined wait in `pipeline` and run one after the other, so responses stay in
-order. Where the connection is, is one field, `phase` (see IDLE ... CLOSING). Timeouts are checked by
+order. Where the connection is, is one field, `phase` (see http1_phase.py). Timeouts are checked by
 the server's clock tick (check_timeouts): the hot path sets a float instead of arming a timer.
 """
 
@@ -28,6 +28,7 @@ from celeris_asgi.cycle import (
 from celeris_asgi.logging import TRACE, error_logger
 from celeris_asgi.protocols.addresses import Addresses, client_address, describe_peer, log_closed, server_address
 from celeris_asgi.protocols.flow import FlowControl
+from celeris_asgi.protocols.http1_phase import BODY, CLOSING, HEAD, IDLE, RESPONDING
 from celeris_asgi.protocols.http1_request import (
     GOOD_HOSTS,
     METHODS,
@@ -58,16 +59,9 @@ _BATCH_BYTES = 8192  # a write larger than this is not batched
 _BATCH_WRITES = 32  # a batch this long is written at once
 SHUTDOWN_GRACE = 1.0  # seconds a connection accepted just before shutdown may still send its request
 
-# The connection's phase: what it reads, and which timeout runs (check_timeouts).
-IDLE = 0  # no request being read and none answered: the keep-alive (or first request's) timeout
-HEAD = 1  # a request head is being read: the header timeout, unless a response is in progress
-BODY = 2  # the body of `parsing` is being read: the body timeout and the minimum rate
-RESPONDING = 3  # every request read is complete; a response is in progress: no read timeout
-CLOSING = 4  # refused, handed to another protocol, or lost: nothing more is read
 
-
-class HTTP1Protocol(asyncio.Protocol):
-    """One HTTP/1.x connection."""
+class HTTP1Protocol:
+    """One HTTP/1.x connection (no asyncio.Protocol base: compiled it is a Cython type; asyncio duck-types)."""
 
     __slots__ = (
         "access_logging",

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from celeris_asgi.logging import error_logger
+from celeris_asgi.protocols.http1_phase import BODY, HEAD, IDLE
 
 if TYPE_CHECKING:
     from celeris_asgi.protocols.http1 import HTTP1Protocol
@@ -18,8 +19,6 @@ if TYPE_CHECKING:
 
 def check_timeouts(conn: HTTP1Protocol, now: float) -> None:
     """Called by the server tick: enforce header, body, keep-alive and send timeouts."""
-    from celeris_asgi.protocols.http1 import BODY, HEAD, IDLE  # (http1 imports this module)
-
     if conn.transport is None:
         return
     if conn.flow.send_timed_out(now):

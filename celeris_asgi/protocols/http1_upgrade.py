@@ -15,6 +15,7 @@ import httptools
 
 from celeris_asgi.logging import error_logger
 from celeris_asgi.protocols.handoff import hand_over
+from celeris_asgi.protocols.http1_phase import CLOSING
 from celeris_asgi.protocols.http1_request import H2C, WEBSOCKET, chosen_upgrade
 from celeris_asgi.protocols.http2.upgrade import h2c_settings, upgrade_h2c
 
@@ -117,8 +118,6 @@ class _AfterStandInHead:
 
 def at_upgrade_point(conn: HTTP1Protocol, rest: bytes) -> None:
     """httptools stopped at an Upgrade: hand the connection on, or read on as HTTP/1.1 if declined."""
-    from celeris_asgi.protocols.http1 import CLOSING  # (http1 imports this module)
-
     conn.flush()
     switch, conn.switch = conn.switch, None
     transport = conn.transport

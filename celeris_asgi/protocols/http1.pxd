@@ -1,0 +1,93 @@
+# C declarations for http1.py, compiled by Cython in pure-Python mode (see celeris_asgi/_compiled.py).
+# The parser callbacks stay def (httptools looks them up by name), and so do the transport events and
+# the cycle's endpoint methods (RequestCycle calls them on any protocol); what the connection calls on
+# itself, its writer, its flow control and the server state are C calls.
+cimport cython
+
+from celeris_asgi.protocols.flow cimport FlowControl
+from celeris_asgi.protocols.http1_response cimport ResponseWriter
+from celeris_asgi.protocols.http1_request cimport (
+    check_declared_length,
+    check_head,
+    check_host,
+    field_value,
+    has_no_body,
+    request_method,
+    request_target,
+)
+from celeris_asgi.state cimport ServerState
+
+cdef Py_ssize_t HIGH_WATER
+cdef Py_ssize_t _BATCH_BYTES
+cdef Py_ssize_t _BATCH_WRITES
+cdef int IDLE, HEAD, BODY, RESPONDING, CLOSING  # C copies of http1_phase.py's values, set by its import
+
+
+@cython.final
+cdef class HTTP1Protocol:
+    cdef public object addresses  # (server, client) from a PROXY header, or None
+    cdef public bint access_logging
+    cdef public Py_ssize_t body_bytes
+    cdef public double body_deadline
+    cdef public object content_length
+    cdef public object cycle
+    cdef public double deadline
+    cdef public object endpoint
+    cdef public bint expect_continue
+    cdef public FlowControl flow
+    cdef public Py_ssize_t head_bytes
+    cdef public Py_ssize_t head_limit
+    cdef public list headers
+    cdef public Py_ssize_t host_count
+    cdef public object loop
+    cdef public object metrics  # set by main's metrics hooks (issue 15): declared so the merge compiles
+    cdef public list out
+    cdef public object parser
+    cdef public object parsing
+    cdef public double paused_at
+    cdef public object pending_refusal
+    cdef public int phase
+    cdef public object pipeline
+    cdef public Py_ssize_t requests_started
+    cdef public double seconds_per_byte
+    cdef public object settings
+    cdef public ServerState state
+    cdef public object switch
+    cdef public bint trace  # main's --log-level trace switch, as metrics
+    cdef public object transfer_encoding
+    cdef public object transport
+    cdef public object upgrade
+    cdef public bytes url
+    cdef public ResponseWriter writer
+
+    cpdef data_received(self, object data)
+    # the parser callbacks: cpdef, so httptools still finds them by name
+    cpdef on_message_begin(self)
+    cpdef on_url(self, bytes url)
+    @cython.locals(headers=list)
+    cpdef on_header(self, bytes name, bytes value)
+    @cython.locals(content_length=object, keep_alive=bint, state=ServerState)
+    cpdef on_headers_complete(self)
+    @cython.locals(limit=object)
+    cpdef on_body(self, bytes body)
+    cpdef on_message_complete(self)
+    # the cycle's side (RequestCycle calls them by name on any protocol)
+    @cython.locals(complete=bint, close=bint)
+    cpdef bint write_head(self, object cycle, object status, object headers, object body, bint more_body) except -1
+    cpdef bint write_body(self, object cycle, object body, bint more_body) except -1
+    cpdef body_consumed(self, object cycle, object nbytes)
+    cpdef cycle_done(self, object cycle)
+
+    @cython.locals(out=list)
+    cpdef write(self, bytes data)
+    cpdef write_deferred(self)
+    @cython.locals(out=list)
+    cpdef flush(self)
+    cpdef close_transport(self)
+    cpdef answer(self, int status, str reason)
+    cpdef start_cycle(self, object cycle, bint keep_alive, bint eager=*)
+    @cython.locals(writer=ResponseWriter, state=ServerState)
+    cpdef next_request(self)
+    cpdef refuse(self, int status, str reason)
+    cpdef pause_reading(self)
+    cpdef resume_reading(self)
