@@ -16,6 +16,16 @@ COMPILED_MODULES: tuple[str, ...] = (
     "celeris_asgi.protocols.http2.frames",
     "celeris_asgi.protocols.http2.huffman",
     "celeris_asgi.protocols.http2.hpack_codec",
+    "celeris_asgi.protocols.http2.validation",
+    "celeris_asgi.protocols.http2.stream",
+    "celeris_asgi.protocols.http2.windows",
+    "celeris_asgi.protocols.http2.flood",
+    "celeris_asgi.protocols.http2.blocks",
+    "celeris_asgi.protocols.http2.sending",
+    "celeris_asgi.protocols.http2.connection",
+    "celeris_asgi.cycle",
+    "celeris_asgi.protocols.http2.handlers",
+    "celeris_asgi.protocols.http2.protocol",
 )
 
 

@@ -53,7 +53,8 @@ def make_http2_protocol(
 ) -> asyncio.Protocol:
     from celeris_asgi.protocols.http2 import HTTP2Protocol
 
-    return HTTP2Protocol(settings, state, loop, addresses)
+    # A compiled HTTP2Protocol is no asyncio.Protocol subclass; uvloop and asyncio only duck-type protocols.
+    return cast(asyncio.Protocol, HTTP2Protocol(settings, state, loop, addresses))
 
 
 class ProtocolDetector(asyncio.Protocol):

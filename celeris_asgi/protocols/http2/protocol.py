@@ -42,10 +42,12 @@ _UPGRADE_BODY_HIGH_WATER = 64 * 1024  # h2c request body bytes buffered for the 
 Target = tuple[RequestHead, str, str, bytes, bytes]
 
 
-class HTTP2Protocol(asyncio.Protocol):
-    """One HTTP/2 connection (prior knowledge, ALPN h2, or upgraded from HTTP/1.1)."""
+class HTTP2Protocol:
+    """One HTTP/2 connection (prior knowledge, ALPN h2, or upgraded from HTTP/1.1).
 
-    flow: FlowControl  # from attach() on
+    Not an ``asyncio.Protocol`` subclass, so that it compiles to a C class: event loops only
+    duck-type protocols.
+    """
 
     def __init__(
         self,
@@ -336,7 +338,7 @@ class HTTP2Protocol(asyncio.Protocol):
         else:
             cycle.response_bytes += len(body)
             end = not more_body and not cycle.trailers_expected
-            if not engine.send_response(sid, status, headers, defaults, body, end):
+            if not engine.sender.send_response(sid, status, headers, defaults, body, end):
                 self.schedule_flush()
                 return True
         self.schedule_flush()

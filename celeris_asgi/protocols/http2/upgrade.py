@@ -10,7 +10,7 @@ the client preface.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from celeris_asgi.headers import STATUS_LINES
 from celeris_asgi.protocols.handoff import hand_over
@@ -73,4 +73,5 @@ def upgrade_h2c(
     def start(transport: asyncio.Transport, rest: bytes) -> None:
         protocol.upgrade(transport, scope, settings, rest)
 
-    hand_over(http1.state, http1, transport, protocol, rest, start)
+    # A compiled HTTP2Protocol is no asyncio.Protocol subclass; uvloop and asyncio only duck-type protocols.
+    hand_over(http1.state, http1, transport, cast(asyncio.Protocol, protocol), rest, start)

@@ -34,6 +34,11 @@ _METHOD_RE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE_RE = re.compile(rb"[\x00\r\n]|\A[ \t]|[ \t]\Z")
 _CONNECTION_SPECIFIC = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"})
 _PSEUDO = frozenset({b":method", b":scheme", b":authority", b":path", b":protocol"})
+# Regular fields that passed _check_field: browsers repeat most of their fields on every request
+# (user-agent, accept, cookie...), and the header-block cache cannot help once paths vary.
+_CHECKED: set[tuple[bytes, bytes]] = set()
+_CHECKED_MAX = 1024  # entries before the set starts over
+_CHECKED_ITEM_MAX = 512  # bytes of a value worth remembering
 
 
 def _check_field(name: bytes, value: bytes) -> None:
@@ -75,7 +80,12 @@ def validate_request(fields: list[tuple[bytes, bytes]], connect_protocol: bool) 
                 raise MalformedRequest(f"invalid value for {name!r}")
             pseudo[name] = value
             continue
-        _check_field(name, value)
+        if field not in _CHECKED:
+            _check_field(name, value)
+            if len(value) <= _CHECKED_ITEM_MAX:
+                if len(_CHECKED) >= _CHECKED_MAX:
+                    _CHECKED.clear()
+                _CHECKED.add(field)
         if name == b"content-length":
             content_length = _content_length(content_length, value)
         elif name == b"host":

@@ -1,0 +1,25 @@
+# C declarations for stream.py, compiled by Cython in pure-Python mode (see celeris_asgi/_compiled.py).
+# The how-closed constants stay Python globals: other modules import them.
+
+cdef class Stream:
+    cdef public Py_ssize_t stream_id
+    cdef public Py_ssize_t send_window
+    cdef public Py_ssize_t recv_window
+    cdef public bint remote_closed
+    cdef public bint local_closed
+    cdef public object content_length
+    cdef public Py_ssize_t received
+    cdef public Py_ssize_t unacked
+    cdef public object pending
+    cdef public bint pending_end
+    cdef public object pending_trailers
+
+
+cdef class StreamTable:
+    cdef public dict streams
+    cdef public dict lingering
+    cdef public dict _closed
+    cdef public dict _closed_before
+    cdef public Py_ssize_t _memory
+
+    cpdef Stream close(self, Py_ssize_t stream_id, Py_ssize_t how)

@@ -1,0 +1,13 @@
+# C declarations for windows.py, compiled by Cython in pure-Python mode (see celeris_asgi/_compiled.py).
+from .stream cimport Stream
+
+
+cdef class ReceiveWindows:
+    cdef public Py_ssize_t _threshold
+    cdef public Py_ssize_t connection
+    cdef public Py_ssize_t stream_initial
+    cdef public Py_ssize_t unacked
+
+    cpdef void receive(self, Py_ssize_t length) except *
+    cpdef bytes credit(self, Stream stream, Py_ssize_t size)
+    cpdef bint closed(self, Stream stream) except? -1
