@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from . import frames as f
 from .blocks import HeaderBlocks
@@ -33,6 +33,9 @@ from .stream import (
 )
 from .validation import MalformedRequest, validate_trailers
 from .windows import ReceiveWindows
+
+if TYPE_CHECKING:
+    from celeris_asgi.metrics import Metrics
 
 _MASK = f.STREAM_ID_MASK
 _U32 = f.read_u32
@@ -57,15 +60,17 @@ class H2Connection:
         clock: Callable[[], float] = time.monotonic,
         header_check: Callable[[bytes, bytes], None] | None = None,
         default_headers: Callable[[], list[tuple[bytes, bytes]]] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         """``header_check(name, value)`` vets each distinct response field once (may raise);
-        ``default_headers()`` gives the fields (Server, Date) every response of the server carries."""
+        ``default_headers()`` gives the fields (Server, Date) every response of the server carries;
+        ``metrics`` counts open streams, GOAWAYs and resets (see StreamTable and Sender)."""
         self.settings = settings
         self._listener_request = listener.on_request
         self._listener_data = listener.on_data
         self._listener_reset = listener.on_stream_reset
         self._clock = clock
-        self.table = StreamTable(settings.max_concurrent_streams)
+        self.table = StreamTable(settings.max_concurrent_streams, metrics)
         self.streams = self.table.streams  # the open streams (the table's own dict, read on every frame)
         self._lingering = self.table.lingering
         self.sender = sender = Sender(self.table, listener.on_stream_drained, header_check, default_headers)
@@ -140,7 +145,7 @@ class H2Connection:
             raise ValueError(f"invalid HTTP2-Settings header: {exc}") from None
         stream = Stream(1, self.sender.initial_window, self.windows.stream_initial)
         stream.remote_closed = True
-        self.streams[1] = stream
+        self.table.open(stream)
         self.highest_stream_id = 1
 
     # ---------------------------------------------------------------------------------------------
@@ -299,7 +304,7 @@ class H2Connection:
         stream = Stream(sid, self.sender.initial_window, self.windows.stream_initial)
         if head is None:
             # RFC 9113 8.2.3 / RFC 6585: answer 431 without bothering the application.
-            self.streams[sid] = stream
+            self.table.open(stream)
             stream.remote_closed = bool(end_stream)
             self.send_status(sid, 431)
             if sid in self.streams:
@@ -312,7 +317,7 @@ class H2Connection:
             stream.remote_closed = True
         else:
             stream.content_length = content_length
-        self.streams[sid] = stream
+        self.table.open(stream)
         self._listener_request(sid, head, bool(end_stream))
 
     def _trailer_block(self, sid: int, stream: Stream | None, block: bytes, end_stream: int) -> None:
@@ -476,10 +481,11 @@ class H2Connection:
         self.peer_goaway = True
 
     def _connection_error(self, code: int, message: str) -> None:
-        self.sender.out += f.goaway_frame(self.highest_stream_id, code, message.encode("ascii", "replace")[:256])
+        self.sender.send_goaway(self.highest_stream_id, code, message.encode("ascii", "replace")[:256])
         self.closed = True
         self.error_code = code
         self._buf = None
+        self.table.close_all()  # the streams end with the connection: nothing more is sent on them
 
     def _on_closed_stream(self, sid: int, kind: str) -> None:
         """HEADERS or DATA on a stream that is not open (RFC 9113 5.1, 5.1.1)."""
@@ -493,9 +499,8 @@ class H2Connection:
         raise H2ConnectionError(f.PROTOCOL_ERROR, f"{kind} on stream {sid}, below the last one")
 
     def _reset(self, sid: int, code: int, notify: bool) -> None:
-        self.sender.out += f.rst_stream_frame(sid, code)
+        self.sender.send_reset(sid, code)
         stream = self.table.close(sid, RESET_BY_US)
-        self.sender.forget(sid)
         if notify and stream is not None:
             self._listener_reset(sid, code)
 
@@ -566,7 +571,7 @@ class H2Connection:
         if self.closed or self._shutdown_stage:
             return
         self._shutdown_stage = 1
-        self.sender.out += f.goaway_frame(_MASK, f.NO_ERROR)
+        self.sender.send_goaway(_MASK, f.NO_ERROR)
         self.sender.out += f.ping_frame(_SHUTDOWN_PING, ack=False)
         for sid in list(self._lingering):  # finished responses: the rest of their requests is not awaited
             self._reset(sid, f.NO_ERROR, notify=False)
@@ -577,7 +582,7 @@ class H2Connection:
             return
         self._shutdown_stage = 2
         self._goaway_last_id = self.highest_stream_id
-        self.sender.out += f.goaway_frame(self.highest_stream_id, f.NO_ERROR)
+        self.sender.send_goaway(self.highest_stream_id, f.NO_ERROR)
 
     @property
     def shutdown_complete(self) -> bool:

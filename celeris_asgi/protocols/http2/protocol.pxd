@@ -13,6 +13,8 @@ cdef class HTTP2Protocol:
     cdef public object state
     cdef public object loop
     cdef public object access_log
+    cdef public object metrics  # None with metrics off
+    cdef public object tracer  # a FrameTrace at --log-level trace, else None
     cdef public H2Connection engine
     cdef public object transport
     cdef public object endpoint
@@ -35,6 +37,7 @@ cdef class HTTP2Protocol:
     cdef object __weakref__
 
     cpdef void schedule_flush(self) except *
+    cpdef void receive(self, object data) except *
     cpdef void start_cycle(self, H2Cycle cycle) except *
 
     # The cycle's owner side: C methods with the cycle typed (a Python caller still reaches them).

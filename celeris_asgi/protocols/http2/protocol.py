@@ -7,6 +7,10 @@ handlers.py) or an RFC 8441 WebSocket (websocket_h2.py); the connection's events
 them through that one interface. A cycle calls ``write_head`` & co.; their frames
 accumulate in the engine and go out in one ``transport.write`` per event-loop pass,
 however many streams answered in it.
+
+With metrics on, the bytes are counted here, where they meet the transport (streams, GOAWAYs and
+resets in the engine: see StreamTable and Sender); at --log-level trace, a ``FrameTrace`` (trace.py)
+logs them as frames. Both are None otherwise: one check each per read and per write.
 """
 
 from __future__ import annotations
@@ -16,8 +20,8 @@ from typing import TYPE_CHECKING, cast
 
 from celeris_asgi.cycle import COMPLETE, Endpoint, RequestCycle, build_scope
 from celeris_asgi.headers import validate_header
-from celeris_asgi.logging import error_logger
-from celeris_asgi.protocols.addresses import Addresses, client_address, server_address
+from celeris_asgi.logging import TRACE, error_logger
+from celeris_asgi.protocols.addresses import Addresses, client_address, describe_peer, log_closed, server_address
 from celeris_asgi.protocols.flow import FlowControl
 from celeris_asgi.protocols.target import split_origin_form
 from celeris_asgi.tls_info import tls_extension
@@ -25,6 +29,7 @@ from celeris_asgi.tls_info import tls_extension
 from . import frames as f
 from .connection import H2Connection
 from .handlers import TOO_LARGE, H2Cycle, StreamHandler, body_overdue
+from .trace import FrameTrace
 from .validation import RequestHead
 
 if TYPE_CHECKING:
@@ -61,9 +66,15 @@ class HTTP2Protocol:
         self.loop = loop or asyncio.get_running_loop()
         self.addresses = addresses  # (server, client) from a PROXY header, else the socket's own
         self.access_log = settings.access_log
+        self.metrics = settings.metrics  # None with metrics off
+        self.tracer: FrameTrace | None = None  # at --log-level trace (see attach)
         default_headers = state.default_headers
         self.engine = H2Connection(
-            settings.h2, self, header_check=validate_header, default_headers=lambda: default_headers.pairs
+            settings.h2,
+            self,
+            header_check=validate_header,
+            default_headers=lambda: default_headers.pairs,
+            metrics=settings.metrics,
         )
         self.transport: asyncio.Transport | None = None
         self.endpoint = Endpoint(None, None, "http", None)
@@ -98,6 +109,8 @@ class HTTP2Protocol:
         self.state.connections.add(self)
         server, client = self.addresses or (server_address(transport), client_address(transport))
         self.endpoint = Endpoint(server, client, scheme, self.settings.proxy, tls_extension(transport))
+        if error_logger.isEnabledFor(TRACE):
+            self.tracer = FrameTrace(describe_peer(transport))
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.attach(cast(asyncio.Transport, transport), "https" if transport.get_extra_info("sslcontext") else "http")
@@ -118,6 +131,8 @@ class HTTP2Protocol:
         """
         self.engine.initiate_upgrade(settings)
         self.attach(transport, "http")  # h2c is cleartext (the scope has its proxy headers applied already)
+        if self.tracer is not None:
+            self.tracer.upgraded(scope["method"], scope["path"], f.decode_http2_settings(settings))
         now = self.state.now
         self.idle_since = self.ticked_at = now
         self.upgrade_deadline = self.upgrade_rate_start = now + self.settings.timeout_request_body
@@ -136,7 +151,7 @@ class HTTP2Protocol:
         if not length:
             self.switch_protocols()
         if rest:
-            self.data_received(rest)
+            self.receive(rest)  # counted by HTTP/1.1, which read them
 
     def switch_protocols(self) -> None:
         """The h2c request is all in: 101 and our SETTINGS.
@@ -147,11 +162,21 @@ class HTTP2Protocol:
         self.upgrade_deadline = 0.0
         self.connected_at = self.state.now  # the SETTINGS ACK clock starts now
         if self.transport is not None:
-            self.transport.write(_SWITCHING_PROTOCOLS + self.engine.data_to_send())
+            out = self.engine.data_to_send()
+            self.transport.write(_SWITCHING_PROTOCOLS + out)
+            if self.metrics is not None:
+                self.metrics.bytes_sent(len(_SWITCHING_PROTOCOLS) + len(out))
+            if self.tracer is not None:
+                self.tracer.event("h2c upgrade: 101 Switching Protocols sent")
+                self.tracer.sent.feed(out)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.connections.discard(self)
+        log_closed(self.transport, "HTTP/2")
         self.transport = None
+        self.engine.table.close_all()  # first: the handlers' ends below have no stream left to reset
+        if self.tracer is not None:
+            self.tracer.event("connection lost (%s)", exc or "closed")
         for handler in list(self.streams.values()):
             handler.reset()
 
@@ -159,8 +184,12 @@ class HTTP2Protocol:
         # The peer is not reading: stop reading its frames too, so nothing it sends can make us queue more.
         self.flow.pause_writing(self.state.now, self.settings.timeout_send)
         self.flow.pause_reading()
+        if self.tracer is not None:
+            self.tracer.event("writing paused: the client reads slower than the server writes; reading paused too")
 
     def resume_writing(self) -> None:
+        if self.tracer is not None:
+            self.tracer.event("writing resumed")
         flow = self.flow
         flow.resume_writing()
         if not self.closing and not self.upgrade_paused:
@@ -169,12 +198,20 @@ class HTTP2Protocol:
             handler.drained()
 
     def data_received(self, data: bytes) -> None:
+        if self.metrics is not None:
+            self.metrics.bytes_received(len(data))
+        self.receive(data)
+
+    def receive(self, data: bytes) -> None:
+        """Bytes read (and counted): the rest of an h2c request's body first, then frames."""
         if self.upgrade_body_left:
             data = self.feed_upgrade_body(data)
             if not data:
                 return
         if self.holding and not self.upgrade_deadline:
             self.holding = False
+        if self.tracer is not None:
+            self.tracer.received.feed(data)
         self.engine.receive_data(data)
         self.schedule_flush()
 
@@ -207,6 +244,10 @@ class HTTP2Protocol:
             out = engine.data_to_send()
             if out:
                 transport.write(out)
+                if self.metrics is not None:
+                    self.metrics.bytes_sent(len(out))
+                if self.tracer is not None:
+                    self.tracer.sent.feed(out)
         if engine.closed:
             if engine.error_code:
                 error_logger.debug("HTTP/2 connection error %d", engine.error_code)
@@ -317,6 +358,8 @@ class HTTP2Protocol:
             handler.reset()
 
     def on_stream_drained(self, stream_id: int) -> None:
+        if self.tracer is not None:
+            self.tracer.event("stream %d: flow control let its queued data out", stream_id)
         handler = self.streams.get(stream_id)
         if handler is not None:
             handler.drained()
@@ -339,6 +382,8 @@ class HTTP2Protocol:
             cycle.response_bytes += len(body)
             end = not more_body and not cycle.trailers_expected
             if not engine.sender.send_response(sid, status, headers, defaults, body, end):
+                if self.tracer is not None:
+                    self.tracer.stalled(engine, sid)
                 self.schedule_flush()
                 return True
         self.schedule_flush()
@@ -351,7 +396,11 @@ class HTTP2Protocol:
             return self.flow.write_paused
         cycle.response_bytes += len(body)
         self.schedule_flush()
-        return not self.engine.send_data(cycle.stream_id, body, end) or self.flow.write_paused
+        if self.engine.send_data(cycle.stream_id, body, end):
+            return self.flow.write_paused
+        if self.tracer is not None:
+            self.tracer.stalled(self.engine, cycle.stream_id)
+        return True
 
     def write_trailers(self, cycle: RequestCycle, headers: Headers) -> bool:
         assert isinstance(cycle, H2Cycle)

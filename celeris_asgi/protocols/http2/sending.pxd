@@ -15,6 +15,7 @@ cdef class Sender:
     cdef public StreamTable _table
     cdef public Py_ssize_t initial_window
     cdef public Py_ssize_t max_frame_size
+    cdef public object metrics  # None with metrics off
     cdef public bytearray out
     cdef public Py_ssize_t window
 
@@ -34,7 +35,9 @@ cdef class Sender:
     cpdef void send_trailers(self, Py_ssize_t sid, object headers) except *
 
     cpdef bint is_blocked(self, Py_ssize_t sid) except? -1
+    cpdef void send_reset(self, Py_ssize_t sid, Py_ssize_t code) except *
     cpdef void forget(self, Py_ssize_t sid) except *
+    cpdef void send_goaway(self, Py_ssize_t last_stream_id, Py_ssize_t code, bytes debug=*) except *
     cpdef void open_connection_window(self, Py_ssize_t increment) except *
     cpdef void open_stream_window(self, Stream stream, Py_ssize_t increment) except *
 

@@ -33,6 +33,7 @@ class Sender:
         "_table",
         "initial_window",
         "max_frame_size",
+        "metrics",
         "out",
         "window",
     )
@@ -54,6 +55,7 @@ class Sender:
         self._on_drained = on_drained
         self._encoder = Encoder(header_check)
         self._default_headers = default_headers or list
+        self.metrics = table.metrics  # GOAWAY and RST_STREAM counted by error code; None with metrics off
 
     def data_to_send(self) -> bytearray:
         """Everything queued since the last call (hand it to one ``transport.write``)."""
@@ -175,9 +177,21 @@ class Sender:
         """True while some of the stream's data waits for the peer's flow-control window."""
         return sid in self._blocked
 
-    def forget(self, sid: int) -> None:
-        """The stream is reset: its queued data is dropped."""
+    def send_reset(self, sid: int, code: int) -> None:
+        """RST_STREAM: the stream's queued data is dropped."""
+        self.out += f.rst_stream_frame(sid, code)
         self._blocked.pop(sid, None)
+        if self.metrics is not None:
+            self.metrics.h2_reset_sent(code)
+
+    def forget(self, sid: int) -> None:
+        """The peer reset the stream: its queued data is dropped."""
+        self._blocked.pop(sid, None)
+
+    def send_goaway(self, last_stream_id: int, code: int, debug: bytes = b"") -> None:
+        self.out += f.goaway_frame(last_stream_id, code, debug)
+        if self.metrics is not None:
+            self.metrics.h2_goaway_sent(code)
 
     # ----- the peer's windows, as its frames change them -----------------------------------
 

@@ -1,5 +1,6 @@
 # C declarations for stream.py, compiled by Cython in pure-Python mode (see celeris_asgi/_compiled.py).
 # The how-closed constants stay Python globals: other modules import them.
+cimport cython
 
 cdef class Stream:
     cdef public Py_ssize_t stream_id
@@ -21,5 +22,9 @@ cdef class StreamTable:
     cdef public dict _closed
     cdef public dict _closed_before
     cdef public Py_ssize_t _memory
+    cdef public object metrics  # None with metrics off
 
+    cpdef void open(self, Stream stream) except *
+    @cython.locals(stream=Stream)
     cpdef Stream close(self, Py_ssize_t stream_id, Py_ssize_t how)
+    cpdef void close_all(self) except *

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .validation import RequestHead
+
+if TYPE_CHECKING:
+    from celeris_asgi.metrics import Metrics
 
 # How a stream closed, remembered for a while to judge the frames that still arrive for it.
 CLOSED, RESET_BY_US, RESET_BY_PEER = 0, 1, 2
@@ -80,16 +83,26 @@ class StreamTable:
     generations so forgetting the oldest is O(1) (at most 2 x ``memory`` ids). ``lingering``
     maps half-closed (local) streams the application is done with to since when (oldest
     first): the rest of their request is still checked, then dropped (``H2Connection.finish_stream``).
+
+    Every stream enters through ``open`` and leaves through ``close`` (or ``close_all`` with the
+    connection), so the open-streams gauge of ``metrics`` (None with metrics off) is kept here.
     """
 
-    __slots__ = ("_closed", "_closed_before", "_memory", "lingering", "streams")
+    __slots__ = ("_closed", "_closed_before", "_memory", "lingering", "metrics", "streams")
 
-    def __init__(self, max_concurrent_streams: int) -> None:
+    def __init__(self, max_concurrent_streams: int, metrics: Metrics | None = None) -> None:
         self.streams: dict[int, Stream] = {}
         self.lingering: dict[int, float] = {}
         self._closed: dict[int, int] = {}
         self._closed_before: dict[int, int] = {}
         self._memory = max(256, 2 * max_concurrent_streams)
+        self.metrics = metrics
+
+    def open(self, stream: Stream) -> None:
+        """A new stream (the peer's HEADERS, or the request of an h2c upgrade)."""
+        self.streams[stream.stream_id] = stream
+        if self.metrics is not None:
+            self.metrics.h2_stream_opened()
 
     def close(self, stream_id: int, how: int) -> Stream | None:
         """Forget an open stream (if it is one) and remember how it closed; returns the stream."""
@@ -100,7 +113,15 @@ class StreamTable:
             self._closed = {}
         if self.lingering:
             self.lingering.pop(stream_id, None)
-        return self.streams.pop(stream_id, None)
+        stream = self.streams.pop(stream_id, None)
+        if stream is not None and self.metrics is not None:
+            self.metrics.h2_stream_closed()
+        return stream
+
+    def close_all(self) -> None:
+        """The connection is gone (lost, or closed after a GOAWAY): every stream still open ends with it."""
+        for stream_id in list(self.streams):
+            self.close(stream_id, CLOSED)
 
     def how_closed(self, stream_id: int) -> int | None:
         """CLOSED, RESET_BY_US or RESET_BY_PEER for a stream closed lately; None when forgotten (or never open)."""

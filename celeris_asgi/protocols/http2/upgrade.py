@@ -66,7 +66,10 @@ def upgrade_h2c(
     length = int(http1.content_length or b"0")
     limit = http1.settings.limit_request_body
     if http1.expect_continue and length and (limit is None or length <= limit):
-        transport.write(STATUS_LINES[100] + b"\r\n")  # RFC 9110 10.1.1: the client waits for it to send the body
+        interim = STATUS_LINES[100] + b"\r\n"
+        transport.write(interim)  # RFC 9110 10.1.1: the client waits for it to send the body
+        if http1.metrics is not None:
+            http1.metrics.bytes_sent(len(interim))
     scope["headers"] = [field for field in scope["headers"] if field[0] not in _HOP_BY_HOP]
     protocol = HTTP2Protocol(http1.settings, http1.state, http1.loop, http1.addresses)
 
