@@ -21,7 +21,7 @@ from celeris_asgi.lifespan import Lifespan
 from celeris_asgi.logging import error_logger, reopen_log_files
 from celeris_asgi.protocols.detect import ProtocolDetector
 from celeris_asgi.protocols.tls import TLSListener
-from celeris_asgi.state import ServerState
+from celeris_asgi.state import Connection, ServerState
 
 TICK = 0.1  # seconds between clock ticks: should_exit polling, Date refresh, timeouts
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -51,6 +51,20 @@ def new_event_loop(loop_setting: str) -> Callable[[], asyncio.AbstractEventLoop]
         else:
             return uvloop.new_event_loop
     return asyncio.new_event_loop
+
+
+def sweep_timeouts(connections: set[Connection], now: float) -> None:
+    """Every connection's timeout check; one that raises is logged and dropped, so a bug in one
+    connection never ends the clock tick (and with it the worker and every other connection)."""
+    for conn in list(connections):
+        try:
+            conn.check_timeouts(now)
+        except Exception:
+            error_logger.exception("Closing a connection whose timeout check failed.")
+            connections.discard(conn)
+            transport = getattr(conn, "transport", None)
+            if transport is not None:
+                transport.abort()
 
 
 GC_YOUNG_THRESHOLD = 2000  # CPython 3.13's default for generation 0 (3.11 and 3.12 use 700)
@@ -196,8 +210,7 @@ class Server:
             if metrics is not None:
                 metrics.connections_open(len(state.connections))
             if ticks % 5 == 0:
-                for conn in list(state.connections):
-                    conn.check_timeouts(now)
+                sweep_timeouts(state.connections, now)
             if self.max_requests is not None and state.total_requests >= self.max_requests:
                 error_logger.warning("Maximum request limit of %d exceeded. Terminating process.", self.max_requests)
                 self.should_exit = True
@@ -224,8 +237,7 @@ class Server:
         while (state.connections or state.tasks) and not self.force_exit and time.monotonic() < deadline:
             await asyncio.sleep(TICK)
             state.now = time.monotonic()
-            for conn in list(state.connections):
-                conn.check_timeouts(state.now)
+            sweep_timeouts(state.connections, state.now)
         if state.connections or state.tasks:
             if not self.force_exit:
                 error_logger.warning("Graceful shutdown timed out; cancelling what is left.")
