@@ -84,9 +84,10 @@ class CountingTransport:
 
 
 def connection(app: str, metrics: bool, loop: asyncio.AbstractEventLoop) -> CountingTransport:
-    extra = {"metrics_address": "127.0.0.1:0"} if metrics else {}
-    config = Config(APPS[app], access_log=False, log_level="warning", lifespan="off", **extra)
+    address = "127.0.0.1:0" if metrics else None
+    config = Config(APPS[app], access_log=False, log_level="warning", lifespan="off", metrics_address=address)
     config.load()
+    assert config.settings is not None
     server = Server(config)
     transport = CountingTransport()
     if config.metrics is not None:
