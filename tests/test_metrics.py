@@ -225,3 +225,19 @@ def test_a_bad_metrics_address_is_one_line_and_exit_2(bad: str) -> None:
     assert result.returncode == 2
     assert result.stderr.decode().strip().count("\n") == 0
     assert "--metrics-address must be HOST:PORT" in result.stderr.decode()
+
+
+def test_the_first_bucket_holds_the_fast_requests() -> None:
+    """request_finished skips the first bucket's add (most requests land there); rendering derives it."""
+    metrics = Metrics()
+    for duration in (0.0, 0.0002, 0.0005):
+        metrics.request_finished("1.1", "GET", 200, duration)
+    metrics.request_finished("1.1", "POST", 0, 0.0)  # the client left: still a request with a duration
+    metrics.request_finished("1.1", "GET", 500, 0.0007)
+    metrics.request_finished("2", "GET", 200, 0.0001)
+    text = render_single(metrics, 0).decode()
+    assert 'celeris_request_duration_seconds_bucket{protocol="h1",le="0.0005"} 4' in text
+    assert 'celeris_request_duration_seconds_bucket{protocol="h1",le="0.001"} 5' in text
+    assert 'celeris_request_duration_seconds_count{protocol="h1"} 5' in text
+    assert 'celeris_request_duration_seconds_bucket{protocol="h2",le="0.0005"} 1' in text
+    assert 'celeris_request_duration_seconds_bucket{protocol="ws",le="0.0005"} 0' in text

@@ -68,6 +68,8 @@ class HTTP1Protocol:
         "addresses",
         "body_bytes",
         "body_deadline",
+        "bytes_in",
+        "bytes_out",
         "content_length",
         "cycle",
         "deadline",
@@ -92,6 +94,7 @@ class HTTP1Protocol:
         "settings",
         "state",
         "switch",
+        "timing",
         "trace",
         "transfer_encoding",
         "transport",
@@ -113,6 +116,8 @@ class HTTP1Protocol:
         self.addresses = addresses  # (server, client) from a PROXY header, else the socket's own
         self.access_logging = settings.access_log.enabled
         self.metrics = settings.metrics  # None with metrics off: one check per counted event
+        self.timing = self.access_logging or self.metrics is not None  # the cycle's start_time is needed
+        self.bytes_in = self.bytes_out = 0  # with metrics on: counted since the last Metrics.take_traffic
         self.trace = error_logger.isEnabledFor(TRACE)  # --log-level trace: protocol events (see trace_event)
         self.head_limit = settings.limit_request_line + settings.limit_request_headers * (
             settings.limit_request_header_size + 4
@@ -162,6 +167,8 @@ class HTTP1Protocol:
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.connections.discard(self)
+        if self.metrics is not None:
+            self.metrics.take_traffic(self)
         log_closed(self.transport, "HTTP/1.1")
         self.phase = CLOSING
         cycle = self.cycle
@@ -209,7 +216,7 @@ class HTTP1Protocol:
 
     def data_received(self, data: bytes) -> None:
         if self.metrics is not None:
-            self.metrics.bytes_received(len(data))
+            self.bytes_in += len(data)
         if self.phase == HEAD:
             self.head_bytes += len(data)
             if self.head_bytes > self.head_limit:
@@ -249,7 +256,7 @@ class HTTP1Protocol:
             self.flush()
             transport.write(data)
             if self.metrics is not None:
-                self.metrics.bytes_sent(len(data))
+                self.bytes_out += len(data)
             return
         if out is None:
             self.out = out = []
@@ -271,7 +278,7 @@ class HTTP1Protocol:
             self.transport.write(data)
             out.clear()
             if self.metrics is not None:
-                self.metrics.bytes_sent(len(data))
+                self.bytes_out += len(data)
 
     def close_transport(self) -> None:
         if self.transport is not None:
@@ -369,7 +376,7 @@ class HTTP1Protocol:
             self,
             self.expect_continue and version == "1.1",
             has_no_body(self.transfer_encoding, content_length),  # the app's first receive() need not wait
-            self.loop.time() if self.access_logging else 0.0,
+            self.loop.time() if self.timing else 0.0,
         )
         keep_alive = parser.should_keep_alive() and not state.shutting_down
         self.parsing = cycle
@@ -420,6 +427,8 @@ class HTTP1Protocol:
     def at_upgrade_point(self, rest: bytes) -> None:
         """httptools stopped at an Upgrade: hand the connection on, or read on as HTTP/1.1 (http1_upgrade.py)."""
         at_upgrade_point(self, rest)
+        if self.metrics is not None:  # a connection handed on is in no tick's connection set any more
+            self.metrics.take_traffic(self)
 
     # ----- running requests ----------------------------------------------------------------
 
@@ -580,6 +589,8 @@ class HTTP1Protocol:
 
     def check_timeouts(self, now: float) -> None:
         """Called by the server tick: the header, body, minimum-rate, keep-alive and send timeouts."""
+        if self.metrics is not None:
+            self.metrics.take_traffic(self)
         check_timeouts(self, now)
 
     def shutdown(self) -> None:
