@@ -28,6 +28,9 @@ cdef class HTTP1Protocol:
     cdef public object addresses  # (server, client) from a PROXY header, or None
     cdef public bint access_logging
     cdef public Py_ssize_t body_bytes
+    cdef public Py_ssize_t bytes_in  # read and written since the metrics last took them (Metrics.take_traffic)
+    cdef public Py_ssize_t bytes_out
+    cdef public bint timing  # metrics on: the request duration starts at the head
     cdef public double body_deadline
     cdef public object content_length
     cdef public object cycle

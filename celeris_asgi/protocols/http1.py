@@ -1,13 +1,10 @@
 """HTTP/1.1 on httptools: keep-alive, pipelining in strict order, strict request validation.
 
-One protocol object per connection: transport events, the parser's callbacks, the pipeline and the
-timeouts. What a request may be is decided by the pure rules in http1_request.py; how a response is
-framed by the ResponseWriter in http1_response.py; everything between the two (the scope, the app
-call, the ASGI rules, server-made answers, the access log) by the RequestCycle (cycle.py).
-
-Requests that arrive pipelined wait in `pipeline` and run one after the other, so responses stay in
-order. Where the connection is, is one field, `phase` (see http1_phase.py). Timeouts are checked by
-the server's clock tick (check_timeouts): the hot path sets a float instead of arming a timer.
+One protocol object per connection: transport events, parser callbacks, the pipeline, timeouts.
+The pure rules are in http1_request.py, response framing in http1_response.py, and the scope, app
+call, ASGI rules, server-made answers and access log in the RequestCycle (cycle.py). Pipelined
+requests wait in `pipeline` and run in order; `phase` says where the connection is (http1_phase.py);
+the server's clock tick checks the timeouts (the hot path sets a float instead of arming a timer).
 """
 
 from __future__ import annotations
@@ -588,9 +585,7 @@ class HTTP1Protocol:
             self.flow.resume_reading()
 
     def check_timeouts(self, now: float) -> None:
-        """Called by the server tick: the header, body, minimum-rate, keep-alive and send timeouts."""
-        if self.metrics is not None:
-            self.metrics.take_traffic(self)
+        """Called by the server tick: the timeouts, and the byte counts for the metrics."""
         check_timeouts(self, now)
 
     def shutdown(self) -> None:

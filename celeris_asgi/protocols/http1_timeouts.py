@@ -18,7 +18,10 @@ if TYPE_CHECKING:
 
 
 def check_timeouts(conn: HTTP1Protocol, now: float) -> None:
-    """Called by the server tick: enforce header, body, keep-alive and send timeouts."""
+    """Called by the server tick: enforce header, body, keep-alive and send timeouts; hand the
+    metrics the bytes read and written since the last tick."""
+    if conn.metrics is not None:
+        conn.metrics.take_traffic(conn)
     if conn.transport is None:
         return
     if conn.flow.send_timed_out(now):
