@@ -2,6 +2,11 @@
 # The phase constants stay Python globals: the protocols import them.  RequestCycle stays
 # subclassable from Python (HTTP/1.1 uses it as is; H2Cycle extends it in C).
 
+from celeris_asgi.state cimport ServerState
+
+
+cpdef object build_scope(object settings, ServerState state, object endpoint, object http_version, object method,
+                         object path, object raw_path, object query_string, object headers)
 cpdef bint admit(object state, object settings) except? -1
 cpdef object start_app_task(object state, object coro, object loop, bint eager=*)
 

@@ -4,7 +4,7 @@
 # itself, its writer, its flow control and the server state are C calls.
 cimport cython
 
-from celeris_asgi.cycle cimport RequestCycle
+from celeris_asgi.cycle cimport RequestCycle, build_scope
 from celeris_asgi.protocols.flow cimport FlowControl
 from celeris_asgi.protocols.http1_response cimport ResponseWriter
 from celeris_asgi.protocols.http1_request cimport (
