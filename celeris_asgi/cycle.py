@@ -280,14 +280,15 @@ class RequestCycle:
         owner = self.owner
         settings = owner.settings
         metrics = settings.metrics
-        if not admit(owner.state, settings):
+        state = owner.state
+        if not admit(state, settings):
             self.respond_error(503, "Service Unavailable")
             owner.cycle_done(self)
             if metrics is not None:
                 metrics.request_finished(self.scope["http_version"], self.scope["method"], 503, 0.0)
             return
         call = self.run(settings.app) if metrics is None else self.run_measured(settings.app, metrics)
-        self.task = start_app_task(owner.state, call, owner.loop, eager=eager)
+        self.task = start_app_task(state, call, owner.loop, eager=eager)
 
     def respond_error(self, status: int, reason: str) -> None:
         """Answer with a server-made response (see error_response) if nothing was sent yet."""
