@@ -2,8 +2,15 @@
 # The phase constants stay Python globals: the protocols import them.  RequestCycle stays
 # subclassable from Python (HTTP/1.1 uses it as is; H2Cycle extends it in C).
 
-cpdef bint admit(object state, object settings) except? -1
-cpdef object start_app_task(object state, object coro, object loop, bint eager=*)
+cimport cython
+
+from celeris_asgi.state cimport ServerState
+
+
+cpdef object build_scope(object settings, ServerState state, object endpoint, object http_version, object method,
+                         object path, object raw_path, object query_string, object headers)
+cpdef bint admit(ServerState state, object settings) except? -1
+cpdef object start_app_task(ServerState state, object coro, object loop, bint eager=*)
 
 
 cdef class RequestCycle:
@@ -23,6 +30,7 @@ cdef class RequestCycle:
     cdef public double start_time
     cdef public object task
 
+    @cython.locals(state=ServerState)
     cpdef void start(self, bint eager=*) except *
     cpdef void respond_error(self, object status, str reason) except *
     cpdef void wake(self) except *

@@ -280,7 +280,8 @@ class RequestCycle:
         owner = self.owner
         settings = owner.settings
         metrics = settings.metrics
-        if not admit(owner.state, settings):
+        state = owner.state
+        if not admit(state, settings):
             self.respond_error(503, "Service Unavailable")
             owner.cycle_done(self)
             if metrics is not None:
@@ -288,7 +289,7 @@ class RequestCycle:
             return
         if metrics is not None and not self.start_time:
             self.start_time = owner.loop.time()  # the owner sets it at the head when it times requests
-        self.task = start_app_task(owner.state, self.run(settings.app, metrics), owner.loop, eager=eager)
+        self.task = start_app_task(state, self.run(settings.app, metrics), owner.loop, eager=eager)
 
     def respond_error(self, status: int, reason: str) -> None:
         """Answer with a server-made response (see error_response) if nothing was sent yet."""

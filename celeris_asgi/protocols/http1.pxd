@@ -4,6 +4,7 @@
 # itself, its writer, its flow control and the server state are C calls.
 cimport cython
 
+from celeris_asgi.cycle cimport RequestCycle, build_scope
 from celeris_asgi.protocols.flow cimport FlowControl
 from celeris_asgi.protocols.http1_response cimport ResponseWriter
 from celeris_asgi.protocols.http1_request cimport (
@@ -33,7 +34,7 @@ cdef class HTTP1Protocol:
     cdef public bint timing  # metrics on: the request duration starts at the head
     cdef public double body_deadline
     cdef public object content_length
-    cdef public object cycle
+    cdef public RequestCycle cycle
     cdef public double deadline
     cdef public object endpoint
     cdef public bint expect_continue
@@ -46,7 +47,7 @@ cdef class HTTP1Protocol:
     cdef public object metrics  # set by main's metrics hooks (issue 15): declared so the merge compiles
     cdef public list out
     cdef public object parser
-    cdef public object parsing
+    cdef public RequestCycle parsing
     cdef public double paused_at
     cdef public object pending_refusal
     cdef public int phase
@@ -69,17 +70,18 @@ cdef class HTTP1Protocol:
     cpdef on_url(self, bytes url)
     @cython.locals(headers=list)
     cpdef on_header(self, bytes name, bytes value)
-    @cython.locals(content_length=object, keep_alive=bint, state=ServerState)
+    @cython.locals(content_length=object, keep_alive=bint, state=ServerState, cycle=RequestCycle)
     cpdef on_headers_complete(self)
-    @cython.locals(limit=object)
+    @cython.locals(limit=object, cycle=RequestCycle)
     cpdef on_body(self, bytes body)
+    @cython.locals(cycle=RequestCycle)
     cpdef on_message_complete(self)
     # the cycle's side (RequestCycle calls them by name on any protocol)
     @cython.locals(complete=bint, close=bint)
-    cpdef bint write_head(self, object cycle, object status, object headers, object body, bint more_body) except -1
-    cpdef bint write_body(self, object cycle, object body, bint more_body) except -1
-    cpdef body_consumed(self, object cycle, object nbytes)
-    cpdef cycle_done(self, object cycle)
+    cpdef bint write_head(self, RequestCycle cycle, object status, object headers, object body, bint more_body) except -1
+    cpdef bint write_body(self, RequestCycle cycle, object body, bint more_body) except -1
+    cpdef body_consumed(self, RequestCycle cycle, object nbytes)
+    cpdef cycle_done(self, RequestCycle cycle)
 
     @cython.locals(out=list)
     cpdef write(self, bytes data)
@@ -88,8 +90,8 @@ cdef class HTTP1Protocol:
     cpdef flush(self)
     cpdef close_transport(self)
     cpdef answer(self, int status, str reason)
-    cpdef start_cycle(self, object cycle, bint keep_alive, bint eager=*)
-    @cython.locals(writer=ResponseWriter, state=ServerState)
+    cpdef start_cycle(self, RequestCycle cycle, bint keep_alive, bint eager=*)
+    @cython.locals(writer=ResponseWriter, state=ServerState, cycle=RequestCycle)
     cpdef next_request(self)
     cpdef refuse(self, int status, str reason)
     cpdef pause_reading(self)

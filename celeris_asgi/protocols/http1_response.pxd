@@ -22,7 +22,7 @@ cdef class ResponseWriter:
     cdef public Py_ssize_t sent
 
     cpdef reset(self, bint head_request, bint http10, bint keep_alive)
-    @cython.locals(parts=list, kinds=dict, good_values=set, kind=object, chunked=bint, complete=bint)
+    @cython.locals(parts=list, kinds=dict, good_values=set, kind=object, chunked=bint, complete=bint, length=Py_ssize_t)
     cpdef bytes head(self, object status, object headers, object body, bint more_body, bint trailers, bint close)
     cpdef bytes head_alone(self, object status, list parts, object expected, object body, bint more_body)
     cpdef bytes end_of_head(self)

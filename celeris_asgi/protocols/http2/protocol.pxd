@@ -3,6 +3,8 @@
 # transport.set_protocol, for the h2c upgrade, takes any object with the protocol's methods).
 cimport cython
 
+from celeris_asgi.cycle cimport build_scope
+
 from .connection cimport H2Connection
 from .handlers cimport H2Cycle
 
