@@ -3,6 +3,8 @@
 # transport.set_protocol, for the h2c upgrade, takes any object with the protocol's methods).
 cimport cython
 
+from celeris_asgi.metrics cimport Metrics
+
 from .connection cimport H2Connection
 from .handlers cimport H2Cycle
 
@@ -13,7 +15,7 @@ cdef class HTTP2Protocol:
     cdef public object state
     cdef public object loop
     cdef public object access_log
-    cdef public object metrics  # None with metrics off
+    cdef public Metrics metrics  # None with metrics off
     cdef public object tracer  # a FrameTrace at --log-level trace, else None
     cdef public H2Connection engine
     cdef public object transport
