@@ -7,7 +7,7 @@ cdef dict _SLOTS_BY_PROTOCOL
 cdef tuple _H1
 cdef double _FIRST_BOUND
 cdef Py_ssize_t _SUM
-cdef Py_ssize_t _BUCKETS
+cdef double _BOUNDS[15]  # metrics.py's _BOUNDS: DURATION_BUCKETS and +Inf
 
 
 @cython.final

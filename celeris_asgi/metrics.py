@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import mmap
 import os
 import selectors
@@ -105,7 +106,7 @@ _ROW = len(STATUS_CLASSES)
 _STATUS_COLUMN = (5, 0, 1, 2, 3, 4)  # by status // 100: 0 is "none" (no answer), 1xx..5xx
 _SUM = _HISTOGRAM_WIDTH - 1
 _FIRST_BOUND = DURATION_BUCKETS[0]
-_BUCKETS = len(DURATION_BUCKETS)
+_BOUNDS = (*DURATION_BUCKETS, math.inf)  # the last: the +Inf slot, where the walk always stops
 
 
 def _protocol_slots(p: int) -> tuple[dict[str, tuple[int, ...]], tuple[int, ...], int]:
@@ -175,10 +176,10 @@ class Metrics:
         slot = by_method.get(method, other)[status // 100 if status < 600 else 0]
         values[slot] += 1
         if duration > _FIRST_BOUND:  # the first bucket is not counted: render_values derives it
-            # The first bound at or above the duration (+Inf past the last): a short walk from the second,
-            # as a C loop in the compiled core (a bisect_left call cost more than the rest of this method).
+            # The first bound at or above the duration: a short walk from the second, a C loop over a C
+            # array in the compiled core (a bisect_left call cost more than the rest of this method).
             bucket = 1
-            while bucket < _BUCKETS and DURATION_BUCKETS[bucket] < duration:
+            while _BOUNDS[bucket] < duration:
                 bucket += 1
             values[histogram + bucket] += 1
         values[histogram + _SUM] += duration
