@@ -16,7 +16,8 @@ With metrics off (the default) nothing of this exists: `ServerSettings.metrics` 
 request cycle checks that once per request.
 
 What metrics on costs per request (python -m benchmarks.metrics_inprocess --measure instructions, raw
-HTTP/1.1 app, Python 3.11): about 5 % more instructions; two loop.time() calls are a fifth of that.
+HTTP/1.1 app, Python 3.11): +5 % instructions in pure Python, +3.2 % with the compiled core, where
+Metrics is a C class (metrics.pxd).
 
 Own exposition rather than prometheus_client: its multi-process mode writes one mmap file per
 process and metric into PROMETHEUS_MULTIPROC_DIR, which must be wiped between runs, cannot keep
@@ -143,6 +144,7 @@ class Metrics:
 
     Owners keep the call sites to one line each; the cycle calls request_finished. Requests in flight
     are not counted per request: the server's set of app tasks already knows (see in_flight()).
+    Compiled, it is a C class: the protocols declare their `metrics` with its type and call it in C.
     """
 
     __slots__ = ("page", "sequence", "values")
