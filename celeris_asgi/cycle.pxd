@@ -2,8 +2,6 @@
 # The phase constants stay Python globals: the protocols import them.  RequestCycle stays
 # subclassable from Python (HTTP/1.1 uses it as is; H2Cycle extends it in C).
 
-from celeris_asgi.metrics cimport Metrics
-
 cpdef bint admit(object state, object settings) except? -1
 cpdef object start_app_task(object state, object coro, object loop, bint eager=*)
 

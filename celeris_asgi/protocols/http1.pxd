@@ -44,7 +44,7 @@ cdef class HTTP1Protocol:
     cdef public list headers
     cdef public Py_ssize_t host_count
     cdef public object loop
-    cdef public Metrics metrics  # set by main's metrics hooks (issue 15): declared so the merge compiles
+    cdef public Metrics metrics  # None with metrics off
     cdef public list out
     cdef public object parser
     cdef public object parsing
