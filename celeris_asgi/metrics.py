@@ -16,7 +16,7 @@ With metrics off (the default) nothing of this exists: `ServerSettings.metrics` 
 request cycle checks that once per request.
 
 What metrics on costs per request (python -m benchmarks.metrics_inprocess --measure instructions, raw
-HTTP/1.1 app, Python 3.11): +5 % instructions in pure Python, +3.2 % with the compiled core, where
+HTTP/1.1 app, Python 3.11): +5 % instructions in pure Python, +3.2-3.9 % with the compiled core, where
 Metrics is a C class (metrics.pxd).
 
 Own exposition rather than prometheus_client: its multi-process mode writes one mmap file per
