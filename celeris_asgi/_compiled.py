@@ -18,6 +18,7 @@ COMPILED_MODULES: tuple[str, ...] = (
     "celeris_asgi.protocols.http2.hpack_codec",
     "celeris_asgi.headers",
     "celeris_asgi.state",
+    "celeris_asgi.metrics",
     "celeris_asgi.protocols.flow",
     "celeris_asgi.protocols.target",
     "celeris_asgi.protocols.http1_request",

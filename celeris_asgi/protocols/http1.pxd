@@ -16,6 +16,7 @@ from celeris_asgi.protocols.http1_request cimport (
     request_method,
     request_target,
 )
+from celeris_asgi.metrics cimport Metrics
 from celeris_asgi.state cimport ServerState
 
 cdef Py_ssize_t HIGH_WATER
@@ -44,7 +45,7 @@ cdef class HTTP1Protocol:
     cdef public list headers
     cdef public Py_ssize_t host_count
     cdef public object loop
-    cdef public object metrics  # set by main's metrics hooks (issue 15): declared so the merge compiles
+    cdef public Metrics metrics  # None with metrics off
     cdef public list out
     cdef public object parser
     cdef public RequestCycle parsing

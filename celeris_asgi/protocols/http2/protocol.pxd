@@ -4,6 +4,7 @@
 cimport cython
 
 from celeris_asgi.cycle cimport build_scope
+from celeris_asgi.metrics cimport Metrics
 
 from .connection cimport H2Connection
 from .handlers cimport H2Cycle
@@ -15,7 +16,7 @@ cdef class HTTP2Protocol:
     cdef public object state
     cdef public object loop
     cdef public object access_log
-    cdef public object metrics  # None with metrics off
+    cdef public Metrics metrics  # None with metrics off
     cdef public object tracer  # a FrameTrace at --log-level trace, else None
     cdef public H2Connection engine
     cdef public object transport

@@ -2,6 +2,8 @@
 # Bodies and header lists stay untyped: an application may hand over any bytes-like body.
 cimport cython
 
+from celeris_asgi.metrics cimport Metrics
+
 from .hpack_codec cimport Encoder
 from .stream cimport Stream, StreamTable
 
@@ -15,7 +17,7 @@ cdef class Sender:
     cdef public StreamTable _table
     cdef public Py_ssize_t initial_window
     cdef public Py_ssize_t max_frame_size
-    cdef public object metrics  # None with metrics off
+    cdef public Metrics metrics  # None with metrics off
     cdef public bytearray out
     cdef public Py_ssize_t window
 

@@ -2,6 +2,8 @@
 # The how-closed constants stay Python globals: other modules import them.
 cimport cython
 
+from celeris_asgi.metrics cimport Metrics
+
 cdef class Stream:
     cdef public Py_ssize_t stream_id
     cdef public Py_ssize_t send_window
@@ -22,7 +24,7 @@ cdef class StreamTable:
     cdef public dict _closed
     cdef public dict _closed_before
     cdef public Py_ssize_t _memory
-    cdef public object metrics  # None with metrics off
+    cdef public Metrics metrics  # None with metrics off
 
     cpdef void open(self, Stream stream) except *
     @cython.locals(stream=Stream)
