@@ -45,6 +45,8 @@ _DISCONNECT: dict[str, Any] = {"type": "http.disconnect"}
 # Python 3.12+ can start a task eagerly: a handler that never waits runs to completion right
 # away, with no trip through the event loop (and no done-callback when it finished).
 EAGER_TASKS = sys.version_info >= (3, 12)
+# Naming the task up front spares 3.11 formatting a fresh "Task-N" string for every request.
+TASK_NAME = "celeris-request"
 
 # The response's ASGI state (RequestCycle.phase), in order; each only ever moves forward.
 PENDING = 0  # no http.response.start yet
@@ -183,12 +185,14 @@ def start_app_task(
     returned task for that): cheaper than a done-callback, which is one more loop handle
     scheduled and run per request. None when an eager start already finished the call.
     """
-    if eager and EAGER_TASKS:
+    if loop.get_task_factory() is not None:  # the app's own factory (tracing, eager) decides
+        task = loop.create_task(coro)
+    elif eager and EAGER_TASKS:
         task = asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg]
         if task.done():
             return None
     else:
-        task = loop.create_task(coro)
+        task = asyncio.Task(coro, loop=loop, name=TASK_NAME)
     state.tasks.add(task)
     return task
 

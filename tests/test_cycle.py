@@ -321,6 +321,32 @@ async def test_over_the_concurrency_limit_the_cycle_answers_503_without_running_
 
 
 @in_loop
+@pytest.mark.parametrize("eager", [False, True])
+async def test_a_task_factory_the_app_set_on_the_loop_runs_every_request(eager: bool) -> None:
+    """The cycle makes its tasks itself where no factory is set, but never bypasses one that is."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 204})
+        await send({"type": "http.response.body"})
+
+    config = Config(app, access_log=False, log_config=None)
+    config.loaded_app = app
+    owner = RecordingOwner(ServerSettings.from_config(config))
+    made: list[Any] = []
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        made.append(coro)
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    owner.loop.set_task_factory(factory)
+    cycle = make_cycle(owner, body_complete=True)
+    cycle.start(eager)
+    assert len(made) == 1
+    await asyncio.wait_for(owner.done.wait(), 5)
+    assert owner.calls[0][:2] == ("head", 204) and owner.kinds() == ["head", "done"]
+
+
+@in_loop
 async def test_build_scope_joins_root_path_and_copies_state() -> None:
     owner = RecordingOwner(make_settings(root_path="/api"))
     owner.state.app_state["db"] = "conn"
