@@ -42,6 +42,7 @@ def test_every_line_is_one_json_object_with_access_fields(tmp_path: Path, worker
         tail.wait_for(r'"path": "/boom"')
     finally:
         assert stop_process(process.proc) == 0
+    tail.wait_eof()  # every line, the last ones too (they may still be in the pipe)
     lines = [json.loads(line) for line in tail.lines if line]  # raises on any line that is not JSON
     assert all({"time", "level", "logger", "message", "pid"} <= line.keys() for line in lines)
     access = next(line for line in lines if line.get("request_id") == "req-42")

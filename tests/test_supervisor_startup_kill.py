@@ -131,6 +131,7 @@ def test_a_start_up_killed_every_time_still_stops_the_supervisor(gate: Gate) -> 
                     os.kill(pid, signal.SIGKILL)
                 killed.add(pid)
         assert process.proc.wait(10) == 1
+    tail.wait_eof()  # the master's last lines may still be in the pipe
     failed = tail.matches(r"failed to start \(killed by SIGKILL\)")
     assert len(failed) == STARTUP_KILL_RETRIES + 1
     assert "No worker could start; stopping." in tail.text()
