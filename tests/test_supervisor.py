@@ -37,6 +37,7 @@ async def app(scope, receive, send):
             if message["type"] == "lifespan.shutdown":
                 return
     if scope["path"] == "/slow":
+        print("slow request in flight", flush=True)  # a test waits for this line before it signals
         await asyncio.sleep(1.0)
     elif scope["path"] == "/block":
         time.sleep(30)  # a stuck event loop: the health check must notice
@@ -214,7 +215,7 @@ def test_two_workers_serve_and_sigterm_lets_a_slow_request_finish(app_dir: Path,
         result: list[tuple[int, str]] = []
         slow = threading.Thread(target=lambda: result.append(fetch(process.port, "/slow")))
         slow.start()
-        time.sleep(0.3)  # the request is in flight
+        tail.wait_for(r"slow request in flight")  # a worker has it: a signal earlier would find it queued
         process.proc.send_signal(signal.SIGTERM)
         slow.join(5)
         assert result and result[0][0] == 200
@@ -232,7 +233,7 @@ def test_ctrl_c_to_the_process_group_lets_a_slow_request_finish(app_dir: Path) -
         result: list[tuple[int, str]] = []
         slow = threading.Thread(target=lambda: result.append(fetch(process.port, "/slow")))
         slow.start()
-        time.sleep(0.3)
+        tail.wait_for(r"slow request in flight")
         os.killpg(process.proc.pid, signal.SIGINT)
         slow.join(5)
         assert result and result[0][0] == 200
