@@ -46,7 +46,8 @@ def test_streaming_sends_parts_as_they_are_produced(serve):
     server = serve(streaming.app)
     arrivals = []
     started = time.monotonic()
-    with httpx.stream("GET", server.url + "/?count=4&delay=0.2") as response:
+    # 0.9 s from the first line to the last: a first read delayed on a loaded machine keeps it over 0.5 s.
+    with httpx.stream("GET", server.url + "/?count=4&delay=0.3") as response:
         assert response.headers["transfer-encoding"] == "chunked"
         for line in response.iter_lines():
             arrivals.append((line, time.monotonic() - started))
