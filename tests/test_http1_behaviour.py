@@ -69,9 +69,9 @@ def test_rfc9112_9_3_keep_alive_serves_several_requests_on_one_connection(serve)
 def test_keep_alive_timeout_closes_an_idle_connection(serve):
     server = serve(hello, timeout_keep_alive=1)
     with connect(server.port) as sock:
+        started = time.monotonic()  # before the response ends, which starts the keep-alive timeout
         sock.sendall(req())
         read_responses(sock, 1)
-        started = time.monotonic()
         _, closed = read_until_close(sock, timeout=4)
         elapsed = time.monotonic() - started
     assert closed

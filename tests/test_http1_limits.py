@@ -65,9 +65,9 @@ def test_limit_concurrency_answers_503_beyond_the_limit(serve):
 
 def test_timeout_request_header_answers_408_to_a_client_that_stalls_mid_headers(serve):
     server = serve(hello, timeout_request_header=1)
+    started = time.monotonic()  # before the connection, whose start the timeout counts from
     with connect(server.port, timeout=5) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nX-Slow: ")
-        started = time.monotonic()
         raw, closed = read_until_close(sock, timeout=4)
         elapsed = time.monotonic() - started
     assert closed
@@ -122,8 +122,8 @@ def test_timeout_request_header_applies_to_a_head_begun_during_a_response(serve)
     with connect(server.port, timeout=5) as sock:
         sock.sendall(b"GET /a HTTP/1.1\r\nHost: t\r\n\r\nGET /b HTTP/1.1\r\nHost: t\r\nX-Slow: ")
         assert started.wait(5)
+        started_at = time.monotonic()  # before the response ends, which starts /b's timeout
         release.set()
-        started_at = time.monotonic()
         raw, closed = read_until_close(sock, timeout=4)
         elapsed = time.monotonic() - started_at
     assert closed
@@ -159,8 +159,8 @@ def test_timeout_request_body_answers_408_and_the_app_sees_disconnect(serve):
 
     server = serve(app, timeout_request_body=1)
     with connect(server.port, timeout=5) as sock:
+        started = time.monotonic()  # before the head reaches the server, which starts the timeout
         sock.sendall(req("Content-Length: 100", method="POST", body=b"abc"))
-        started = time.monotonic()
         raw, closed = read_until_close(sock, timeout=4)
         elapsed = time.monotonic() - started
     assert closed
