@@ -165,6 +165,11 @@ class Server:
             tune_gc_for_serving()
         self.started = True
         self.started_at = time.monotonic()
+        # Heartbeat at once: a supervising master counts this worker as serving from its first
+        # accepted connection, not from the first tick, so a request that kills it is a death.
+        if config.callback_notify is not None:
+            self.last_notified = self.started_at
+            config.callback_notify()
         error_logger.info("Celeris is using the %s core", build_mode())
         for sock in sockets:
             self.log_listening(sock)

@@ -457,6 +457,8 @@ class Supervisor:
                 pid, status = worker.pid, 0
             if pid:
                 del self.workers[worker.pid]
+                if worker.fd >= 0:
+                    self.on_messages(worker)  # what it sent before it died (READY) still counts
                 self.release(worker)
                 self.on_exit(worker, status)
 
