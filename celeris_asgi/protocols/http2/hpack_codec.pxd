@@ -7,9 +7,6 @@ cdef tuple STATIC_TABLE
 cdef Py_ssize_t _STATIC_LEN
 cdef Py_ssize_t _ENTRY_OVERHEAD
 cdef Py_ssize_t _MAX_INT_BYTES
-cdef dict _HUFFMAN_CACHE
-cdef Py_ssize_t _HUFFMAN_CACHE_MAX
-cdef Py_ssize_t _HUFFMAN_CACHE_ITEM_MAX
 cdef dict _STATIC_NAME_INDEX
 cdef dict _STATIC_FULL_INDEX
 cdef frozenset _SENSITIVE
@@ -31,6 +28,7 @@ cdef (Py_ssize_t, Py_ssize_t) _decode_integer(bytes data, Py_ssize_t pos, Py_ssi
 cdef class Decoder:
     cdef public list _dynamic
     cdef public Py_ssize_t _size
+    cdef Py_ssize_t _pos
     cdef public bint changed
     cdef public Py_ssize_t list_size
     cdef public Py_ssize_t max_allowed_table_size
@@ -45,8 +43,8 @@ cdef class Decoder:
     @cython.locals(offset=Py_ssize_t)
     cdef tuple _lookup(self, Py_ssize_t index)
 
-    @cython.locals(first=Py_ssize_t, length=Py_ssize_t, end=Py_ssize_t, raw=bytes, decoded=bytes)
-    cdef tuple _string(self, bytes data, Py_ssize_t pos)
+    @cython.locals(first=Py_ssize_t, length=Py_ssize_t, end=Py_ssize_t)
+    cdef bytes _string(self, bytes data, Py_ssize_t pos)
 
     @cython.locals(
         headers=list,

@@ -30,13 +30,6 @@ class HPACKError(ValueError):
     """A header block that cannot be decoded: a COMPRESSION_ERROR for the connection."""
 
 
-# Huffman decoding is a pure function, so repeated literals (the same user-agent on
-# every new connection) are decoded once per process.  Bounded; cleared when full.
-_HUFFMAN_CACHE: dict[bytes, bytes] = {}
-_HUFFMAN_CACHE_MAX = 2048
-_HUFFMAN_CACHE_ITEM_MAX = 512
-
-
 def _decode_integer(data: bytes, pos: int, mask: int) -> tuple[int, int]:
     """Decode an integer whose prefix (already masked out of ``data[pos]``) was all ones."""
     value = mask
@@ -57,7 +50,7 @@ def _decode_integer(data: bytes, pos: int, mask: int) -> tuple[int, int]:
 class Decoder:
     """One connection's HPACK decoder (the peer's encoder context)."""
 
-    __slots__ = ("_dynamic", "_size", "changed", "list_size", "max_allowed_table_size", "max_table_size")
+    __slots__ = ("_dynamic", "_pos", "_size", "changed", "list_size", "max_allowed_table_size", "max_table_size")
 
     def __init__(self, max_allowed_table_size: int = 4096) -> None:
         #: Our SETTINGS_HEADER_TABLE_SIZE: the peer may not size the table above it.
@@ -65,6 +58,7 @@ class Decoder:
         self.max_table_size = max_allowed_table_size
         self._dynamic: list[tuple[bytes, bytes]] = []  # oldest first; index 62 is the last item
         self._size = 0
+        self._pos = 0  # where the last string literal ended
         #: True when the last decode() changed the dynamic table (size or contents).
         self.changed = False
         #: RFC 9113 size (names + values + 32 per field) of the last decoded block.
@@ -101,7 +95,8 @@ class Decoder:
             raise HPACKError(f"index {index} out of range")
         return self._dynamic[-offset]
 
-    def _string(self, data: bytes, pos: int) -> tuple[bytes, int]:
+    def _string(self, data: bytes, pos: int) -> bytes:
+        """The string literal at ``pos``, Huffman-decoded straight from the block; ``self._pos`` moves past it."""
         if pos >= len(data):
             raise HPACKError("truncated string")
         first = data[pos]
@@ -112,20 +107,13 @@ class Decoder:
         end = pos + length
         if end > len(data):
             raise HPACKError("truncated string")
-        raw = data[pos:end]
+        self._pos = end
         if not first & 0x80:
-            return raw, end
-        decoded = _HUFFMAN_CACHE.get(raw)
-        if decoded is None:
-            try:
-                decoded = huffman_decode(raw)
-            except HuffmanError as exc:
-                raise HPACKError(str(exc)) from None
-            if length <= _HUFFMAN_CACHE_ITEM_MAX:
-                if len(_HUFFMAN_CACHE) >= _HUFFMAN_CACHE_MAX:
-                    _HUFFMAN_CACHE.clear()
-                _HUFFMAN_CACHE[raw] = decoded
-        return decoded, end
+            return data[pos:end]
+        try:
+            return huffman_decode(data, pos, end)
+        except HuffmanError as exc:
+            raise HPACKError(str(exc)) from None
 
     def decode(self, data: bytes, max_list_size: int) -> tuple[list[tuple[bytes, bytes]], bool]:
         """Decode one complete header block.
@@ -181,8 +169,10 @@ class Decoder:
                 if index:
                     name = self._lookup(index)[0]
                 else:
-                    name, pos = self._string(data, pos)
-                value, pos = self._string(data, pos)
+                    name = self._string(data, pos)
+                    pos = self._pos
+                value = self._string(data, pos)
+                pos = self._pos
                 field = (name, value)
                 if byte & 0x40:
                     self._add(field)
