@@ -29,7 +29,7 @@ cdef bint _is_clean_value(bytes value) except -1
 cdef void _check_field(bytes name, bytes value) except *
 
 @cython.locals(value=bytes)
-cdef void _check_regular(tuple field) except *
+cdef void _remember(tuple field) except *
 
 @cython.locals(
     headers=list,

@@ -95,10 +95,8 @@ def _check_field(name: bytes, value: bytes) -> None:
         raise MalformedRequest("te header other than 'trailers'")
 
 
-def _check_regular(field: tuple[bytes, bytes]) -> None:
-    """``_check_field`` once per distinct field while it is remembered."""
-    if field in _CHECKED:
-        return
+def _remember(field: tuple[bytes, bytes]) -> None:
+    """Check a regular field not in ``_CHECKED``, and remember it when it passed."""
     value = field[1]
     _check_field(field[0], value)
     if len(value) <= _CHECKED_ITEM_MAX:
@@ -158,7 +156,8 @@ def validate_request(fields: list[tuple[bytes, bytes]], connect_protocol: bool) 
             regular = True
             if authority is not None:
                 headers.append((b"host", authority))
-        _check_regular(field)
+        if field not in _CHECKED:
+            _remember(field)
         if name == b"content-length":
             content_length = _content_length(content_length, value)
         elif name == b"host" and authority is not None:
