@@ -404,7 +404,10 @@ class HTTP2Protocol:
 
     def write_trailers(self, cycle: RequestCycle, headers: Headers) -> bool:
         assert isinstance(cycle, H2Cycle)
-        cycle.trailers.extend(headers)
+        if cycle.trailers is None:
+            cycle.trailers = list(headers)
+        else:
+            cycle.trailers.extend(headers)
         if cycle.phase == COMPLETE:
             self.engine.send_trailers(cycle.stream_id, cycle.trailers)
             self.schedule_flush()
