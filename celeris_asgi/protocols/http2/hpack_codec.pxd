@@ -18,6 +18,7 @@ cdef dict _BLOCK_CACHES
 cdef Py_ssize_t _BLOCK_CACHE_MAX
 cdef Py_ssize_t _BLOCK_CACHE_FIELDS
 cdef dict _STATUS_CACHE
+cdef dict _STATIC_VETTED
 cdef frozenset _CONNECTION_SPECIFIC
 
 
@@ -25,8 +26,15 @@ cdef frozenset _CONNECTION_SPECIFIC
 cdef (Py_ssize_t, Py_ssize_t) _decode_integer(bytes data, Py_ssize_t pos, Py_ssize_t mask) except *
 
 
+cdef bytes _static_vetted(object check)
+
+
 cdef class Decoder:
     cdef public list _dynamic
+    cdef object _check
+    cdef bytes _static_vetted
+    cdef bytearray _dynamic_vetted
+    cdef public bytearray vetted
     cdef public Py_ssize_t _size
     cdef Py_ssize_t _pos
     cdef public bint changed
@@ -48,6 +56,9 @@ cdef class Decoder:
 
     @cython.locals(
         headers=list,
+        vetted=bytearray,
+        static_vetted=bytes,
+        mark=cython.uchar,
         static=tuple,
         dynamic=list,
         list_size=Py_ssize_t,

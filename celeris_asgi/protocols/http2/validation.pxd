@@ -26,6 +26,7 @@ cdef bint _is_token(bytes data, bytes chars)
 @cython.locals(first=cython.uchar, last=cython.uchar)
 cdef bint _is_clean_value(bytes value) except -1
 
+cpdef bint field_ok(bytes name, bytes value) except -1
 cdef void _check_field(bytes name, bytes value) except *
 
 @cython.locals(value=bytes)
@@ -33,6 +34,7 @@ cdef void _remember(tuple field) except *
 
 @cython.locals(
     headers=list,
+    i=Py_ssize_t,
     regular=bint,
     duplicate=bint,
     field=tuple,
@@ -44,4 +46,4 @@ cdef void _remember(tuple field) except *
     path=bytes,
     protocol=bytes,
 )
-cpdef RequestHead validate_request(list fields, bint connect_protocol)
+cpdef RequestHead validate_request(list fields, bint connect_protocol, bytearray vetted=*)

@@ -84,15 +84,18 @@ def _is_clean_value(value: bytes) -> bool:
     return not (b"\r" in value or b"\n" in value or b"\0" in value)
 
 
+def field_ok(name: bytes, value: bytes) -> bool:
+    """Whether a regular field obeys RFC 9113 8.2: a lowercase token name, a clean value, not
+    connection-specific (and te only as "trailers").  A pure function: the HPACK decoder runs it
+    once per table entry (see hpack_codec.Decoder's ``vetted``)."""
+    if not _is_token(name, _NAME_CHARS) or not _is_clean_value(value) or name in _CONNECTION_SPECIFIC:
+        return False
+    return name != b"te" or value == b"trailers"
+
+
 def _check_field(name: bytes, value: bytes) -> None:
-    if not _is_token(name, _NAME_CHARS):
-        raise MalformedRequest(f"invalid header name {name!r}")
-    if not _is_clean_value(value):
-        raise MalformedRequest(f"invalid value for header {name!r}")
-    if name in _CONNECTION_SPECIFIC:
-        raise MalformedRequest(f"connection-specific header {name!r}")
-    if name == b"te" and value != b"trailers":
-        raise MalformedRequest("te header other than 'trailers'")
+    if not field_ok(name, value):
+        raise MalformedRequest(f"invalid or connection-specific header {name!r}")
 
 
 def _remember(field: tuple[bytes, bytes]) -> None:
@@ -114,8 +117,13 @@ def _content_length(current: int | None, value: bytes) -> int:
     return length
 
 
-def validate_request(fields: list[tuple[bytes, bytes]], connect_protocol: bool) -> RequestHead:
+def validate_request(
+    fields: list[tuple[bytes, bytes]], connect_protocol: bool, vetted: bytearray | None = None
+) -> RequestHead:
     """Check a decoded request block and split it into pseudo-headers and ASGI headers.
+
+    ``vetted[i]`` (the decoder's) is 1 when ``fields[i]`` came from a table entry that passed
+    ``field_ok``: its checks are done.
 
     ASGI headers: ``:authority`` becomes the ``host`` header, first, in place of any host field
     (which must then agree with it); the other fields keep their order and repeats.
@@ -124,7 +132,8 @@ def validate_request(fields: list[tuple[bytes, bytes]], connect_protocol: bool) 
     headers: list[tuple[bytes, bytes]] = []
     regular = False  # a regular field was seen: no pseudo-header may follow
     content_length = None
-    for field in fields:
+    for i in range(len(fields)):
+        field = fields[i]
         name = field[0]
         value = field[1]
         if name and name[0] == 0x3A:  # ":"
@@ -156,7 +165,7 @@ def validate_request(fields: list[tuple[bytes, bytes]], connect_protocol: bool) 
             regular = True
             if authority is not None:
                 headers.append((b"host", authority))
-        if field not in _CHECKED:
+        if (vetted is None or not vetted[i]) and field not in _CHECKED:
             _remember(field)
         if name == b"content-length":
             content_length = _content_length(content_length, value)
