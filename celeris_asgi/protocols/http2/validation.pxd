@@ -10,6 +10,7 @@ cdef class RequestHead:
     cdef readonly object protocol
     cdef readonly tuple headers
     cdef readonly object content_length
+    cdef public tuple target
 
 
 cdef bytes _NAME_CHARS

@@ -19,10 +19,11 @@ class MalformedRequest(ValueError):
 class RequestHead:
     """The validated head of one request; ``headers`` has ``host`` first when ``:authority`` was sent.
 
-    Not to be changed once built: a repeated header block hands out the same head again.
+    Not to be changed once built (but for ``target``, derived from it): a repeated header block hands
+    out the same head again.
     """
 
-    __slots__ = ("authority", "content_length", "headers", "method", "path", "protocol", "scheme")
+    __slots__ = ("authority", "content_length", "headers", "method", "path", "protocol", "scheme", "target")
 
     def __init__(
         self,
@@ -41,6 +42,8 @@ class RequestHead:
         self.protocol = protocol
         self.headers = headers
         self.content_length = content_length
+        #: The protocol's split of ``path`` for the scope, made once per head (None until then).
+        self.target: tuple[str, str, bytes, bytes] | None = None
 
 
 def _char_table(chars: bytes) -> bytes:
