@@ -59,6 +59,7 @@ cdef class Decoder:
         vetted=bytearray,
         static_vetted=bytes,
         mark=cython.uchar,
+        count=Py_ssize_t,
         static=tuple,
         dynamic=list,
         list_size=Py_ssize_t,

@@ -88,7 +88,8 @@ class Decoder:
         self._check = check
         self._static_vetted = _static_vetted(check)
         self._dynamic_vetted = bytearray()  # 1 per _dynamic entry that passed check
-        #: 1 per field of the last decode() that came from a table entry that passed check, else 0.
+        #: For field i of the last decode(): vetted[i] is 1 when it came from a table entry that passed
+        #: check, else 0 (the buffer is reused, so it may run on past the last field).
         self.vetted = bytearray()
         self._size = 0
         self._pos = 0  # where the last string literal ended
@@ -162,8 +163,7 @@ class Decoder:
         """
         headers: list[tuple[bytes, bytes]] = []
         append = headers.append
-        vetted = self.vetted
-        del vetted[:]
+        vetted = self.vetted  # overwritten in place: clearing it would free and regrow its buffer per block
         static = STATIC_TABLE
         static_vetted = self._static_vetted
         dynamic = self._dynamic
@@ -223,10 +223,13 @@ class Decoder:
             if list_size > max_list_size:
                 oversized = True
                 headers.clear()
-                del vetted[:]
             if not oversized:
+                count = len(headers)
+                if count < len(vetted):
+                    vetted[count] = mark
+                else:
+                    vetted.append(mark)
                 append(field)
-                vetted.append(mark)
         self.changed = changed
         self.list_size = list_size
         return headers, oversized
