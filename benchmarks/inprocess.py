@@ -1,7 +1,7 @@
 """In-process benchmark: the servers' protocol objects driven through a fake transport, no sockets.
 
     python -m benchmarks.inprocess [--protocol h1|h2|all] [--app raw|starlette|fastapi|all]
-        [--endpoint simple|json|params|all] [--requests N] [--repeat K] [--json out.json]
+        [--endpoint simple|json|params|browser|all] [--requests N] [--repeat K] [--json out.json]
 
 The instrument for changes to the hot path: one process, one thread, a real uvloop loop, and no
 kernel, load generator or second CPU in the measurement. Each case builds the protocol objects the
@@ -43,8 +43,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import functools
 import gc
 import importlib.machinery
+import itertools
 import json
 import os
 import pstats
@@ -64,10 +66,11 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable from the repo root
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.scenarios import BROWSER_HEADERS, Scenario
 from benchmarks.scenarios import ENDPOINTS as SCENARIO_ENDPOINTS
 from benchmarks.servers import APPS, ROOT
 
-ENDPOINTS = {name: path for name, path in SCENARIO_ENDPOINTS.items() if name != "browser"}
+ENDPOINTS = SCENARIO_ENDPOINTS  # "browser" runs on HTTP/2 only, as in the socket benchmark
 AUTHORITY = "127.0.0.1:8000"
 PEER = ("127.0.0.1", 50000)
 SOCKNAME = ("127.0.0.1", 8000)
@@ -244,30 +247,75 @@ def _frame(ftype: int, flags: int, stream_id: int, payload: bytes) -> bytes:
     return _FRAME_HEADER.pack(len(payload) >> 16, len(payload) & 0xFFFF, ftype, flags, stream_id) + payload
 
 
+_H2_REQUEST = [(":method", "GET"), (":scheme", "http"), (":authority", AUTHORITY)]
+_H2LOAD_HEADERS = [("user-agent", "h2load nghttp2/1.59.0"), ("accept", "*/*"), ("accept-encoding", "gzip, deflate")]
+_browser_path_numbers = itertools.count()  # process-wide: connections take turns through the paths
+
+
+def simple_blocks(path: str, total: int) -> list[bytes]:
+    """h2load on one URL: the first block fills the server's HPACK table, the rest are all-indexed."""
+    import hpack
+
+    encoder = hpack.Encoder()
+    headers = [*_H2_REQUEST, (":path", path), *_H2LOAD_HEADERS]
+    first, steady = encoder.encode(headers), encoder.encode(headers)
+    return [steady if i else first for i in range(total)]
+
+
+@functools.cache
+def _browser_path_literals() -> tuple[bytes, ...]:
+    """The socket scenario's BROWSER_PATHS paths as nghttp2 sends them: Huffman-coded literals
+    without indexing (nghttp2 never indexes :path). Encoded once, so the client's per-request work
+    stays a lookup (the instruction count is the difference of two runs: a per-request encode would
+    count as the server's).
+    """
+    from hpack.hpack import encode_integer
+    from hpack.huffman import HuffmanEncoder
+    from hpack.huffman_constants import REQUEST_CODES, REQUEST_CODES_LENGTH
+
+    huffman = HuffmanEncoder(REQUEST_CODES, REQUEST_CODES_LENGTH)
+    literals = []
+    for path in Scenario("raw", "browser", "h2").paths:
+        coded = huffman.encode(path.encode())
+        length = encode_integer(len(coded), 7)
+        length[0] |= 0x80  # Huffman-coded
+        literals.append(b"\x04" + bytes(length) + coded)  # literal without indexing, name :path (static 4)
+    return tuple(literals)
+
+
+def browser_blocks(total: int) -> list[bytes]:
+    """The socket scenario's browser requests as h2load (nghttp2) encodes them.
+
+    BROWSER_HEADERS replace h2load's own user-agent, accept and accept-encoding and enter the
+    dynamic table with the first request; every block is then a :path literal and one indexed byte
+    per other field. The paths are taken in turn from one process-wide cycle over BROWSER_PATHS
+    (5000), more than any cache holds, so neither the decoded-block cache nor the Huffman string
+    cache can answer. (h2load's connections each walk the same list from its start, so there a
+    process-wide string cache hits for all but the first connection to reach a path: this is the
+    stricter case.)
+    """
+    import hpack
+
+    browser = [tuple(line.split(": ", 1)) for line in BROWSER_HEADERS]
+    replaced = {name for name, _ in browser}
+    headers = [*_H2_REQUEST, *(h for h in _H2LOAD_HEADERS if h[0] not in replaced), *browser]
+    encoder = hpack.Encoder()
+    first, steady = encoder.encode(headers), encoder.encode(headers)
+    paths = _browser_path_literals()
+    return [paths[next(_browser_path_numbers) % len(paths)] + (steady if i else first) for i in range(total)]
+
+
 class H2Client(Client):
     """h2c with prior knowledge like h2load: `streams` open at once, one new per finished one.
 
-    Every HEADERS frame is built before the clock starts: the first carries the header block that
-    fills the server's HPACK table, the rest the all-indexed block a real encoder then sends.
+    Every HEADERS frame is built before the clock starts (simple_blocks, browser_blocks).
     """
 
-    def __init__(self, path: str, streams: int, total: int) -> None:
+    def __init__(self, path: str, streams: int, total: int, browser: bool = False) -> None:
         super().__init__()
-        import hpack
-
-        headers = [
-            (":method", "GET"),
-            (":scheme", "http"),
-            (":authority", AUTHORITY),
-            (":path", path),
-            ("user-agent", "h2load nghttp2/1.59.0"),
-            ("accept", "*/*"),
-            ("accept-encoding", "gzip, deflate"),
-        ]
-        encoder = hpack.Encoder()
-        first, steady = encoder.encode(headers), encoder.encode(headers)
         flags = _END_STREAM | _END_HEADERS
-        self.frames = [_frame(_HEADERS, flags, 2 * i + 1, steady if i else first) for i in range(total)]
+        blocks = browser_blocks(total) if browser else simple_blocks(path, total)
+        self.frames = [_frame(_HEADERS, flags, 2 * i + 1, block) for i, block in enumerate(blocks)]
         self.next_frame = 0
         self.streams = streams
         self.preface = _PREFACE + _frame(_SETTINGS, 0, 0, b"") + _frame(0x8, 0, 0, struct.pack(">L", 2**30))
@@ -490,15 +538,16 @@ class Runner:
         self.profiler: cProfile.Profile | None = cProfile.Profile() if args.profile else None
 
     def connect(
-        self, make: Callable[[], asyncio.Protocol], path: str, proto: str, per_conn: int
+        self, make: Callable[[], asyncio.Protocol], endpoint: str, proto: str, per_conn: int
     ) -> list[tuple[Client, asyncio.Protocol]]:
         args = self.args
         pairs = []
         for _ in range(args.connections):
             if proto == "h1":
-                client: Client = H1Client(path, args.h1_depth)
+                client: Client = H1Client(ENDPOINTS[endpoint], args.h1_depth)
             else:
-                client = H2Client(path, args.h2_streams, args.warmup + per_conn)
+                total = args.warmup + per_conn
+                client = H2Client(ENDPOINTS[endpoint], args.h2_streams, total, browser=endpoint == "browser")
             transport = FakeTransport(self.loop, client)
             client.transport = transport
             protocol = make()
@@ -525,14 +574,14 @@ class Runner:
             if client.failure or client.bad:
                 raise RuntimeError(f"{client.failure or 'unexpected responses'} ({client.bad} not 200)")
 
-    async def once(self, make: Callable[[], asyncio.Protocol], path: str, proto: str, mode: str) -> tuple[int, ...]:
+    async def once(self, make: Callable[[], asyncio.Protocol], endpoint: str, proto: str, mode: str) -> tuple[int, ...]:
         """One run on fresh connections.
 
         mode "time" and "warm" (not profiled): (cpu ns, wall ns, gc runs); "count": (blocks, cyclic).
         """
         args = self.args
         per_conn = _timed_count(args, args.requests) // args.connections
-        pairs = self.connect(make, path, proto, per_conn)
+        pairs = self.connect(make, endpoint, proto, per_conn)
         if args.warmup:
             await self.drive(pairs, args.warmup)
         gc.collect()
@@ -568,14 +617,13 @@ class Runner:
         def make() -> asyncio.Protocol:
             return factory(setup, loop)
 
-        path = ENDPOINTS[endpoint]
         count = _timed_count(args, args.requests)
         threshold = gc.get_threshold()
         server.tune_gc(setup)
         try:
-            loop.run_until_complete(self.once(make, path, proto, "warm"))  # imports, caches, specialised bytecode
-            runs = [loop.run_until_complete(self.once(make, path, proto, "time")) for _ in range(args.repeat)]
-            blocks, cyclic = loop.run_until_complete(self.once(make, path, proto, "count"))
+            loop.run_until_complete(self.once(make, endpoint, proto, "warm"))  # imports, caches, specialised bytecode
+            runs = [loop.run_until_complete(self.once(make, endpoint, proto, "time")) for _ in range(args.repeat)]
+            blocks, cyclic = loop.run_until_complete(self.once(make, endpoint, proto, "count"))
         finally:
             gc.set_threshold(*threshold)
         build = {"celeris": celeris_build(), "uvicorn": "httptools"}.get(server.name, "no app")
@@ -627,7 +675,7 @@ def _matrix(args: argparse.Namespace) -> list[tuple[str, str, str, Server]]:
         for app in apps
         for endpoint in endpoints
         for server in servers
-        if proto in server.protocols
+        if proto in server.protocols and (endpoint != "browser" or proto == "h2")
     ]
 
 
@@ -774,7 +822,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="benchmarks.inprocess", description=__doc__.split("\n")[0])
     p.add_argument("--protocol", default="all", help="h1, h2 or all")
     p.add_argument("--app", default="all", help="raw, starlette, fastapi (comma list) or all")
-    p.add_argument("--endpoint", default="simple", help="simple, json, params (comma list) or all")
+    p.add_argument(
+        "--endpoint",
+        default="simple",
+        help="simple, json, params, browser (HTTP/2 only: browser-sized headers, a new path each request) or all",
+    )
     p.add_argument(
         "--servers",
         default="celeris,uvicorn",

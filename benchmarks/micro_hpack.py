@@ -37,7 +37,7 @@ from celeris_asgi.protocols.http2 import connection as compiled_connection
 PURE_PACKAGE = "_celeris_pure_http2"
 HTTP2_DIR = Path(compiled_connection.__file__).parent
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-DISTINCT = 5000  # more than the Huffman (2048), field (4096) and block (1024) caches hold
+DISTINCT = 5000  # more than the encoder's field (4096) and block (1024) caches hold
 
 CHROME_REQUEST = [
     (b":method", b"GET"),

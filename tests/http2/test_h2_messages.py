@@ -55,6 +55,18 @@ def test_rfc9113_8_malformed_requests_are_stream_protocol_errors(fields):
     assert [e[1] for e in raw.recorder.events] == [3]
 
 
+@pytest.mark.parametrize("field", [("x", "a\rb"), ("connection", "close"), ("te", "gzip"), ("x", "trailing ")])
+def test_rfc9113_8_2_a_malformed_field_stays_malformed_when_sent_indexed(field):
+    """The decoder vets each HPACK table entry once; an entry that failed must fail every request using it."""
+    raw = Raw()
+    for sid in (1, 3):  # the second block refers to the field by its dynamic-table index
+        assert resets(raw.headers(sid, [*REQUEST, field])) == [(sid, f.PROTOCOL_ERROR)]
+    assert raw.recorder.events == []
+    raw.headers(5, [*REQUEST, ("x", "fine")])
+    raw.headers(7, [*REQUEST, ("x", "fine")])  # indexed and vetted now
+    assert [e[1] for e in raw.recorder.events] == [5, 7]
+
+
 def test_rfc9113_8_3_request_head_and_asgi_headers():
     raw = Raw()
     fields = [

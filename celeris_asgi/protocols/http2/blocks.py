@@ -12,7 +12,7 @@ from . import frames as f
 from .hpack_codec import Decoder, HPACKError
 from .settings import H2Settings
 from .stream import H2ConnectionError, H2StreamError
-from .validation import MalformedRequest, RequestHead, validate_request
+from .validation import MalformedRequest, RequestHead, field_ok, validate_request
 
 _ITEM_MAX = 2048  # compressed bytes of a block worth caching
 _BUDGET = 65536  # decoded bytes the cache may hold per connection before it starts over
@@ -24,7 +24,7 @@ class HeaderBlocks:
     __slots__ = ("_connect", "_decoder", "_heads_size", "_max_list_size", "heads")
 
     def __init__(self, settings: H2Settings) -> None:
-        self._decoder = Decoder(settings.header_table_size)
+        self._decoder = Decoder(settings.header_table_size, field_ok)
         self._max_list_size = settings.max_header_list_size
         self._connect = settings.enable_connect_protocol
         #: block bytes -> its validated head; the connection looks a block up here before request()
@@ -37,7 +37,7 @@ class HeaderBlocks:
         if oversized:
             return None
         try:
-            head = validate_request(fields, self._connect)
+            head = validate_request(fields, self._connect, self._decoder.vetted)
         except MalformedRequest:
             raise H2StreamError(sid, f.PROTOCOL_ERROR) from None
         decoder = self._decoder

@@ -2,6 +2,7 @@
 # The frame handlers are C methods of the receive loop; what the protocol calls stays a Python method.
 cimport cython
 
+from .blocks cimport HeaderBlocks
 from .flood cimport FloodGuard
 from .sending cimport Sender
 from .stream cimport Stream, StreamTable
@@ -37,7 +38,7 @@ cdef class H2Connection:
     cdef public bint peer_goaway
     cdef public bint settings_acked
     cdef public Py_ssize_t orphaned_streams
-    cdef public object blocks
+    cdef public HeaderBlocks blocks
     cdef public dict _heads
     cdef public Py_ssize_t _hb_stream
     cdef public list _hb_parts

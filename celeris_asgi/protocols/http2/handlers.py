@@ -70,7 +70,7 @@ class H2Cycle(RequestCycle):
         self.body_rate_start = 0.0
         self.received = 0
         self.orphaned = False  # reset while the app still runs (counted in engine.orphaned_streams)
-        self.trailers: Headers = []
+        self.trailers: Headers | None = None  # made by the first trailers message: most streams send none
 
     # ----- StreamHandler ---------------------------------------------------------------------
 

@@ -7,9 +7,6 @@ cdef tuple STATIC_TABLE
 cdef Py_ssize_t _STATIC_LEN
 cdef Py_ssize_t _ENTRY_OVERHEAD
 cdef Py_ssize_t _MAX_INT_BYTES
-cdef dict _HUFFMAN_CACHE
-cdef Py_ssize_t _HUFFMAN_CACHE_MAX
-cdef Py_ssize_t _HUFFMAN_CACHE_ITEM_MAX
 cdef dict _STATIC_NAME_INDEX
 cdef dict _STATIC_FULL_INDEX
 cdef frozenset _SENSITIVE
@@ -21,6 +18,7 @@ cdef dict _BLOCK_CACHES
 cdef Py_ssize_t _BLOCK_CACHE_MAX
 cdef Py_ssize_t _BLOCK_CACHE_FIELDS
 cdef dict _STATUS_CACHE
+cdef dict _STATIC_VETTED
 cdef frozenset _CONNECTION_SPECIFIC
 
 
@@ -28,9 +26,17 @@ cdef frozenset _CONNECTION_SPECIFIC
 cdef (Py_ssize_t, Py_ssize_t) _decode_integer(bytes data, Py_ssize_t pos, Py_ssize_t mask) except *
 
 
+cdef bytes _static_vetted(object check)
+
+
 cdef class Decoder:
     cdef public list _dynamic
+    cdef object _check
+    cdef bytes _static_vetted
+    cdef bytearray _dynamic_vetted
+    cdef public bytearray vetted
     cdef public Py_ssize_t _size
+    cdef Py_ssize_t _pos
     cdef public bint changed
     cdef public Py_ssize_t list_size
     cdef public Py_ssize_t max_allowed_table_size
@@ -45,11 +51,15 @@ cdef class Decoder:
     @cython.locals(offset=Py_ssize_t)
     cdef tuple _lookup(self, Py_ssize_t index)
 
-    @cython.locals(first=Py_ssize_t, length=Py_ssize_t, end=Py_ssize_t, raw=bytes, decoded=bytes)
-    cdef tuple _string(self, bytes data, Py_ssize_t pos)
+    @cython.locals(first=Py_ssize_t, length=Py_ssize_t, end=Py_ssize_t)
+    cdef bytes _string(self, bytes data, Py_ssize_t pos)
 
     @cython.locals(
         headers=list,
+        vetted=bytearray,
+        static_vetted=bytes,
+        mark=cython.uchar,
+        count=Py_ssize_t,
         static=tuple,
         dynamic=list,
         list_size=Py_ssize_t,

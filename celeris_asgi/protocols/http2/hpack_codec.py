@@ -4,7 +4,10 @@ The decoder is written for the server hot path: static-table hits return the
 shared static tuple, no logging, no per-field objects beyond the (name, value)
 tuple, and it reports whether a block changed the dynamic table so the
 connection may reuse the decoded result of a repeated block (a block that
-changed nothing decodes the same way until the table changes again).  It is
+changed nothing decodes the same way until the table changes again).  Given a
+field check, it runs the check once per table entry and marks each decoded
+field that came from an entry that passed (``vetted``), so a client that
+indexes its headers has them validated once per connection, not per request.  It is
 tested against the ``hpack`` package as an oracle and RFC 7541 Appendix C.
 
 The encoder never inserts into the dynamic table (literal without indexing,
@@ -30,13 +33,6 @@ class HPACKError(ValueError):
     """A header block that cannot be decoded: a COMPRESSION_ERROR for the connection."""
 
 
-# Huffman decoding is a pure function, so repeated literals (the same user-agent on
-# every new connection) are decoded once per process.  Bounded; cleared when full.
-_HUFFMAN_CACHE: dict[bytes, bytes] = {}
-_HUFFMAN_CACHE_MAX = 2048
-_HUFFMAN_CACHE_ITEM_MAX = 512
-
-
 def _decode_integer(data: bytes, pos: int, mask: int) -> tuple[int, int]:
     """Decode an integer whose prefix (already masked out of ``data[pos]``) was all ones."""
     value = mask
@@ -54,17 +50,49 @@ def _decode_integer(data: bytes, pos: int, mask: int) -> tuple[int, int]:
     raise HPACKError("integer too large")
 
 
+_STATIC_VETTED: dict[Callable[[bytes, bytes], bool], bytes] = {}
+
+
+def _static_vetted(check: Callable[[bytes, bytes], bool] | None) -> bytes:
+    """Which static-table entries pass ``check`` (1 each), computed once per check function."""
+    if check is None:
+        return bytes(_STATIC_LEN)
+    vetted = _STATIC_VETTED.get(check)
+    if vetted is None:
+        vetted = _STATIC_VETTED[check] = bytes(bool(check(name, value)) for name, value in STATIC_TABLE)
+    return vetted
+
+
 class Decoder:
     """One connection's HPACK decoder (the peer's encoder context)."""
 
-    __slots__ = ("_dynamic", "_size", "changed", "list_size", "max_allowed_table_size", "max_table_size")
+    __slots__ = (
+        "_check",
+        "_dynamic",
+        "_dynamic_vetted",
+        "_pos",
+        "_size",
+        "_static_vetted",
+        "changed",
+        "list_size",
+        "max_allowed_table_size",
+        "max_table_size",
+        "vetted",
+    )
 
-    def __init__(self, max_allowed_table_size: int = 4096) -> None:
+    def __init__(self, max_allowed_table_size: int = 4096, check: Callable[[bytes, bytes], bool] | None = None) -> None:
         #: Our SETTINGS_HEADER_TABLE_SIZE: the peer may not size the table above it.
         self.max_allowed_table_size = max_allowed_table_size
         self.max_table_size = max_allowed_table_size
         self._dynamic: list[tuple[bytes, bytes]] = []  # oldest first; index 62 is the last item
+        self._check = check
+        self._static_vetted = _static_vetted(check)
+        self._dynamic_vetted = bytearray()  # 1 per _dynamic entry that passed check
+        #: For field i of the last decode(): vetted[i] is 1 when it came from a table entry that passed
+        #: check, else 0 (the buffer is reused, so it may run on past the last field).
+        self.vetted = bytearray()
         self._size = 0
+        self._pos = 0  # where the last string literal ended
         #: True when the last decode() changed the dynamic table (size or contents).
         self.changed = False
         #: RFC 9113 size (names + values + 32 per field) of the last decoded block.
@@ -79,16 +107,19 @@ class Decoder:
         dynamic = self._dynamic
         while self._size > limit:
             name, value = dynamic.pop(0)
+            del self._dynamic_vetted[0]
             self._size -= len(name) + len(value) + _ENTRY_OVERHEAD
 
     def _add(self, field: tuple[bytes, bytes]) -> None:
         size = len(field[0]) + len(field[1]) + _ENTRY_OVERHEAD
         if size > self.max_table_size:
             self._dynamic.clear()
+            self._dynamic_vetted.clear()
             self._size = 0
             return
         self._evict(self.max_table_size - size)
         self._dynamic.append(field)
+        self._dynamic_vetted.append(self._check is not None and self._check(field[0], field[1]))
         self._size += size
 
     def _lookup(self, index: int) -> tuple[bytes, bytes]:
@@ -101,7 +132,8 @@ class Decoder:
             raise HPACKError(f"index {index} out of range")
         return self._dynamic[-offset]
 
-    def _string(self, data: bytes, pos: int) -> tuple[bytes, int]:
+    def _string(self, data: bytes, pos: int) -> bytes:
+        """The string literal at ``pos``, Huffman-decoded straight from the block; ``self._pos`` moves past it."""
         if pos >= len(data):
             raise HPACKError("truncated string")
         first = data[pos]
@@ -112,20 +144,13 @@ class Decoder:
         end = pos + length
         if end > len(data):
             raise HPACKError("truncated string")
-        raw = data[pos:end]
+        self._pos = end
         if not first & 0x80:
-            return raw, end
-        decoded = _HUFFMAN_CACHE.get(raw)
-        if decoded is None:
-            try:
-                decoded = huffman_decode(raw)
-            except HuffmanError as exc:
-                raise HPACKError(str(exc)) from None
-            if length <= _HUFFMAN_CACHE_ITEM_MAX:
-                if len(_HUFFMAN_CACHE) >= _HUFFMAN_CACHE_MAX:
-                    _HUFFMAN_CACHE.clear()
-                _HUFFMAN_CACHE[raw] = decoded
-        return decoded, end
+            return data[pos:end]
+        try:
+            return huffman_decode(data, pos, end)
+        except HuffmanError as exc:
+            raise HPACKError(str(exc)) from None
 
     def decode(self, data: bytes, max_list_size: int) -> tuple[list[tuple[bytes, bytes]], bool]:
         """Decode one complete header block.
@@ -138,7 +163,9 @@ class Decoder:
         """
         headers: list[tuple[bytes, bytes]] = []
         append = headers.append
+        vetted = self.vetted  # overwritten in place: clearing it would free and regrow its buffer per block
         static = STATIC_TABLE
+        static_vetted = self._static_vetted
         dynamic = self._dynamic
         list_size = 0
         oversized = False
@@ -154,11 +181,13 @@ class Decoder:
                     index, pos = _decode_integer(data, pos, 0x7F)
                 if 0 < index <= _STATIC_LEN:
                     field = static[index - 1]
+                    mark = static_vetted[index - 1]
                 else:
                     offset = index - _STATIC_LEN
                     if index == 0 or offset > len(dynamic):
                         raise HPACKError(f"index {index} out of range")
-                    field = dynamic[-offset]
+                    field = dynamic[len(dynamic) - offset]
+                    mark = self._dynamic_vetted[len(dynamic) - offset]
             elif byte & 0xE0 == 0x20:  # dynamic table size update
                 if headers or list_size:
                     raise HPACKError("table size update after the first field")
@@ -181,9 +210,12 @@ class Decoder:
                 if index:
                     name = self._lookup(index)[0]
                 else:
-                    name, pos = self._string(data, pos)
-                value, pos = self._string(data, pos)
+                    name = self._string(data, pos)
+                    pos = self._pos
+                value = self._string(data, pos)
+                pos = self._pos
                 field = (name, value)
+                mark = 0  # checked by the caller, as any new field
                 if byte & 0x40:
                     self._add(field)
                     changed = True
@@ -192,6 +224,11 @@ class Decoder:
                 oversized = True
                 headers.clear()
             if not oversized:
+                count = len(headers)
+                if count < len(vetted):
+                    vetted[count] = mark
+                else:
+                    vetted.append(mark)
                 append(field)
         self.changed = changed
         self.list_size = list_size

@@ -2,12 +2,15 @@
 
 Decoding walks a byte-at-a-time state machine: a state is an inner node of the
 Huffman tree, and one table lookup per input byte gives the next state and the
-symbols completed on the way.  That is one Python-level step per byte where a
-bit walk needs eight.  The code table itself is RFC data, taken from the
-``hpack`` package rather than restated here.
+symbols completed on the way.  Compiled, that is a C loop with one load per
+byte; uncompiled, one Python-level step per byte where a bit walk needs eight.
+The code table itself is RFC data, taken from the ``hpack`` package rather than
+restated here.
 """
 
 from __future__ import annotations
+
+from array import array
 
 from hpack.huffman_constants import REQUEST_CODES, REQUEST_CODES_LENGTH
 
@@ -42,8 +45,13 @@ def _build_tree() -> tuple[list[list[int]], list[int], list[bool]]:
     return children, depth, all_ones
 
 
-def _build_tables() -> tuple[list[tuple[int, bytes]], list[bool]]:
-    """The byte-step table, built by composing two nibble steps, and the accepting states."""
+def _build_tables() -> tuple[array[int], bytes]:
+    """The byte-step table, built by composing two nibble steps, and the accepting states.
+
+    One 32-bit entry per (state, input byte): the next state in bits 0-7, how many symbols the
+    byte completes (0-2: every code is at least 5 bits) in bits 8-9, _FAILED when it reaches EOS,
+    and the symbols in bits 16-23 and 24-31.
+    """
     children, depth, all_ones = _build_tree()
     nibble: list[tuple[int, bytes]] = []
     for state in range(len(children)):
@@ -60,39 +68,54 @@ def _build_tables() -> tuple[list[tuple[int, bytes]], list[bool]]:
                     out.append(~node)
                     node = 0
             nibble.append((-1 if failed else node, bytes(out)))
-    table: list[tuple[int, bytes]] = []
+    table = array("I")
     for state in range(len(children)):
         for high in range(16):
             mid, first = nibble[state * 16 + high]
-            if mid < 0:
-                table.extend([(-1, b"")] * 16)
-                continue
-            base = mid * 16
             for low in range(16):
-                end, second = nibble[base + low]
-                table.append((end, first + second) if end >= 0 else (-1, b""))
+                end, second = nibble[mid * 16 + low] if mid >= 0 else (-1, b"")
+                symbols = first + second
+                if end < 0:
+                    table.append(_FAILED)
+                else:
+                    table.append(end | len(symbols) << 8 | sum(sym << (16 + 8 * i) for i, sym in enumerate(symbols)))
     # Padding is at most 7 bits, all ones: the prefix of EOS (RFC 7541 section 5.2).
-    accepting = [all_ones[n] and depth[n] <= 7 for n in range(len(children))]
+    accepting = bytes(all_ones[n] and depth[n] <= 7 for n in range(len(children)))
     return table, accepting
 
 
-_TABLE, _ACCEPTING = _build_tables()
+_FAILED = 1 << 10
+_STEP, _ACCEPTING = _build_tables()
 
 
-def huffman_decode(data: bytes) -> bytes:
-    """Decode one Huffman-coded string literal."""
-    table = _TABLE
+def huffman_decode(data: bytes, start: int = 0, stop: int = -1) -> bytes:
+    """Decode the Huffman-coded string literal ``data[start:stop]`` (to the end when ``stop`` < 0).
+
+    Compiled, this is a C loop over the input with one table load per byte, writing into one buffer.
+    """
+    if stop < 0:
+        stop = len(data)
+    src = data
+    step = _STEP
+    buffer = bytearray((stop - start) * 8 // 5 + 1)  # every code is at least 5 bits
+    out = buffer
+    count = 0
     state = 0
-    parts: list[bytes] = []
-    append = parts.append
-    for byte in data:
-        state, out = table[state << 8 | byte]
-        if state < 0:
+    for i in range(start, stop):
+        entry = step[state << 8 | src[i]]
+        if entry & _FAILED:
             raise HuffmanError("EOS symbol inside a Huffman-coded string")
-        append(out)
+        state = entry & 0xFF
+        symbols = entry >> 8 & 3
+        if symbols:
+            out[count] = entry >> 16 & 0xFF
+            count += 1
+            if symbols == 2:
+                out[count] = entry >> 24
+                count += 1
     if not _ACCEPTING[state]:
         raise HuffmanError("invalid Huffman padding")
-    return b"".join(parts)
+    return bytes(out[:count])
 
 
 _CODES = REQUEST_CODES

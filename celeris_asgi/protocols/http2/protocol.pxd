@@ -35,7 +35,6 @@ cdef class HTTP2Protocol:
     cdef public double upgrade_rate_start
     cdef public object upgrade_received
     cdef public bint holding
-    cdef public dict targets
     cdef public object flow
     cdef object __weakref__
 

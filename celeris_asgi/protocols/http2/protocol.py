@@ -39,12 +39,11 @@ if TYPE_CHECKING:
 
 _NO_BODY_STATUS = frozenset({204, 304})
 _SHUTDOWN_PING_WAIT = 2.0  # seconds to wait for the PING ACK before the final GOAWAY
-_TARGET_CACHE_MAX = 64
 _SWITCHING_PROTOCOLS = b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
 _UPGRADE_BODY_HIGH_WATER = 64 * 1024  # h2c request body bytes buffered for the app before reading pauses
 
-# (head, method, path, raw_path, query_string): a request target split for the scope.
-Target = tuple[RequestHead, str, str, bytes, bytes]
+# (method, path, raw_path, query_string): a request target split for the scope.
+Target = tuple[str, str, bytes, bytes]
 
 
 class HTTP2Protocol:
@@ -93,7 +92,6 @@ class HTTP2Protocol:
         self.upgrade_rate_start = 0.0  # as H2Cycle.body_rate_start, for the h2c request body
         self.upgrade_received = 0
         self.holding = False  # h2c: no HTTP/2 output until the 101 is out and the client answered it
-        self.targets: dict[int, Target] = {}
 
     @property
     def write_paused(self) -> bool:
@@ -286,23 +284,20 @@ class HTTP2Protocol:
     # ----- engine callbacks (H2Listener) ------------------------------------------------------
 
     def target(self, head: RequestHead) -> Target | None:
-        """(head, method, path, raw_path, query_string) for the scope, or None for an unservable target.
+        """(method, path, raw_path, query_string) for the scope, or None for an unservable target.
 
-        Cached per head object: the engine hands out the very same head for a repeated header block.
+        Kept on the head: the engine hands out the very same head for a repeated header block.
         """
-        cached = self.targets.get(id(head))
-        if cached is not None and cached[0] is head:
-            return cached
+        target: Target | None = head.target
+        if target is not None:
+            return target
         if head.path is None or (head.protocol is not None and head.protocol != b"websocket"):
             return None  # plain CONNECT is not served (as over HTTP/1.1); extended CONNECT only for WebSockets
         try:
             path, raw_path, query = split_origin_form(head.path)
         except UnicodeDecodeError:
             return None
-        target = (head, head.method.decode("ascii"), path, raw_path, query)
-        if len(self.targets) >= _TARGET_CACHE_MAX:
-            self.targets.clear()
-        self.targets[id(head)] = target
+        target = head.target = (head.method.decode("ascii"), path, raw_path, query)
         return target
 
     def on_request(self, stream_id: int, head: RequestHead, end_stream: bool) -> None:
@@ -312,7 +307,7 @@ class HTTP2Protocol:
             self.engine.send_status(stream_id, 405 if unsupported else 400)
             self.engine.finish_stream(stream_id)
             return
-        _, method, path, raw_path, query = target
+        method, path, raw_path, query = target
         settings = self.settings
         scope = build_scope(settings, self.state, self.endpoint, "2", method, path, raw_path, query, list(head.headers))
         if head.protocol is not None:  # RFC 8441 extended CONNECT: this stream carries a WebSocket
@@ -404,7 +399,10 @@ class HTTP2Protocol:
 
     def write_trailers(self, cycle: RequestCycle, headers: Headers) -> bool:
         assert isinstance(cycle, H2Cycle)
-        cycle.trailers.extend(headers)
+        if cycle.trailers is None:
+            cycle.trailers = list(headers)
+        else:
+            cycle.trailers.extend(headers)
         if cycle.phase == COMPLETE:
             self.engine.send_trailers(cycle.stream_id, cycle.trailers)
             self.schedule_flush()
