@@ -161,6 +161,9 @@ class Server:
             self.servers.append(server)
         if config.metrics_address is not None:
             await self.serve_metrics(config.metrics_address)
+        # Imports every compiled module (HTTP/2's too, which connections import lazily) before the
+        # freeze, so their module-level objects are frozen with the rest of start-up.
+        core = build_mode()
         if config.gc_tuning:
             tune_gc_for_serving()
         self.started = True
@@ -170,7 +173,7 @@ class Server:
         if config.callback_notify is not None:
             self.last_notified = self.started_at
             config.callback_notify()
-        error_logger.info("Celeris is using the %s core", build_mode())
+        error_logger.info("Celeris is using the %s core", core)
         for sock in sockets:
             self.log_listening(sock)
         config.sd_notify("READY=1", f"STATUS=Serving on {', '.join(map(self.describe, sockets))}")
