@@ -1,10 +1,30 @@
 # C declarations for cycle.py, compiled by Cython in pure-Python mode (see celeris_asgi/_compiled.py).
 # The phase constants stay Python globals: the protocols import them.  RequestCycle stays
-# subclassable from Python (HTTP/1.1 uses it as is; H2Cycle extends it in C).
+# subclassable from Python (HTTP/1.1 uses it as is; H2Cycle extends it in C).  CycleOwner is the C
+# base of HTTP1Protocol and HTTP2Protocol: the cycle's calls into its owner go through its vtable.
 
 cimport cython
 
+from celeris_asgi.metrics cimport Metrics
 from celeris_asgi.state cimport ServerState
+
+
+cdef class RequestCycle
+
+
+cdef class CycleOwner:
+    cdef public object settings
+    cdef public ServerState state
+    cdef public object loop
+    cdef public Metrics metrics  # None with metrics off
+
+    cpdef bint write_head(self, RequestCycle cycle, object status, object headers, object body, bint more_body) except -1
+    cpdef bint write_body(self, RequestCycle cycle, object body, bint more_body) except -1
+    cpdef bint write_trailers(self, RequestCycle cycle, object headers) except -1
+    cpdef void write_informational(self, RequestCycle cycle, object status, object headers) except *
+    cpdef void body_consumed(self, RequestCycle cycle, Py_ssize_t nbytes) except *
+    cpdef void abort_response(self, RequestCycle cycle) except *
+    cpdef void cycle_done(self, RequestCycle cycle) except *
 
 
 cpdef object build_scope(object settings, ServerState state, object endpoint, object http_version, object method,
@@ -15,7 +35,7 @@ cpdef object start_app_task(ServerState state, object coro, object loop, bint ea
 
 cdef class RequestCycle:
     cdef public object scope
-    cdef public object owner
+    cdef public CycleOwner owner
     cdef public object body
     cdef public bint body_complete
     cdef public bint disconnected
@@ -30,8 +50,9 @@ cdef class RequestCycle:
     cdef public double start_time
     cdef public object task
 
-    @cython.locals(state=ServerState)
+    @cython.locals(owner=CycleOwner, metrics=Metrics, state=ServerState)
     cpdef void start(self, bint eager=*) except *
+    @cython.locals(metrics=Metrics)
     cpdef void respond_error(self, object status, str reason) except *
     cpdef void wake(self) except *
     cpdef void feed_body(self, object data) except *

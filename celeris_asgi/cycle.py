@@ -8,7 +8,7 @@ call (`RequestCycle.log_access`), and the ASGI rules (message order, 500 before 
 aborted response after it, http.disconnect, backpressure) with the response's ASGI state in one
 field, `phase`, changed only by the cycle's own methods.
 
-A wire protocol owns each cycle and implements `CycleOwner`: it turns the cycle's calls into
+A wire protocol owns each cycle and derives from `CycleOwner`: it turns the cycle's calls into
 bytes and feeds the request side with feed_body(), feed_eof() and feed_disconnect().
 """
 
@@ -19,7 +19,7 @@ import os
 import stat
 import sys
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from celeris_asgi.asgi_types import ASGIVersions
 from celeris_asgi.logging import error_logger
@@ -56,8 +56,14 @@ TRAILERS = 3  # the body is complete; http.response.trailers still to come
 COMPLETE = 4  # the whole response is handed to the owner
 
 
-class CycleOwner(Protocol):
-    """What a request cycle needs from the protocol that carries it (HTTP/1.1 or an HTTP/2 stream).
+class CycleOwner:
+    """The base of what carries a request cycle: the HTTP/1.1 connection, or the HTTP/2 connection
+    for each of its streams. It turns the cycle's calls into bytes.
+
+    A base class rather than a typing.Protocol so that, compiled, the cycle's calls into its owner
+    are C calls through the class's vtable instead of Python attribute lookups; the attributes the
+    cycle reads are C fields for the same reason. A subclass written in Python (a test's recording
+    owner) overrides the methods as usual.
 
     The write_* methods return True when the caller must `await drain(cycle)` before going on (the
     transport is above its high-water mark, or an HTTP/2 window is closed).
@@ -76,33 +82,45 @@ class CycleOwner(Protocol):
     response). The cycle ends the body itself, with an empty last write_body.
     """
 
-    settings: ServerSettings
-    state: ServerState
-    loop: asyncio.AbstractEventLoop
+    __slots__ = ("loop", "metrics", "settings", "state")
+
+    def __init__(self, settings: ServerSettings, state: ServerState, loop: asyncio.AbstractEventLoop) -> None:
+        self.settings = settings
+        self.state = state
+        self.loop = loop
+        self.metrics: Metrics | None = settings.metrics  # None with metrics off: one check per counted event
 
     def write_head(self, cycle: RequestCycle, status: int, headers: Headers, body: bytes, more_body: bool) -> bool:
         """The head with the first body part (maybe empty)."""
+        raise NotImplementedError
 
     def write_body(self, cycle: RequestCycle, body: bytes, more_body: bool) -> bool:
         """A later body part."""
+        raise NotImplementedError
 
     def write_trailers(self, cycle: RequestCycle, headers: Headers) -> bool:
         """Trailer fields; the response is complete once cycle.phase is COMPLETE."""
+        raise NotImplementedError
 
     def write_informational(self, cycle: RequestCycle, status: int, headers: Headers) -> None:
         """A 1xx response (100 Continue, 103 Early Hints)."""
+        raise NotImplementedError
 
     async def drain(self, cycle: RequestCycle) -> None:
         """Wait until writing may go on."""
+        raise NotImplementedError
 
     def body_consumed(self, cycle: RequestCycle, nbytes: int) -> None:
         """The app took nbytes of request body (0: it waits for more): reopen windows, resume reading."""
+        raise NotImplementedError
 
     def abort_response(self, cycle: RequestCycle) -> None:
         """The app failed after the head went out: end this response abruptly."""
+        raise NotImplementedError
 
     def cycle_done(self, cycle: RequestCycle) -> None:
         """The app call returned (or was refused): free the request's slot, move to the next request."""
+        raise NotImplementedError
 
 
 class Endpoint:
@@ -283,7 +301,7 @@ class RequestCycle:
         """Count the request and run the app, or answer 503 over --limit-concurrency."""
         owner = self.owner
         settings = owner.settings
-        metrics = settings.metrics
+        metrics = owner.metrics
         state = owner.state
         if not admit(state, settings):
             self.respond_error(503, "Service Unavailable")
@@ -293,13 +311,13 @@ class RequestCycle:
             return
         if metrics is not None and not self.start_time:
             self.start_time = owner.loop.time()  # the owner sets it at the head when it times requests
-        self.task = start_app_task(state, self.run(settings.app, metrics), owner.loop, eager=eager)
+        self.task = start_app_task(state, self.run(settings.app), owner.loop, eager=eager)
 
     def respond_error(self, status: int, reason: str) -> None:
         """Answer with a server-made response (see error_response) if nothing was sent yet."""
         if self.disconnected or self.phase >= HEAD_SENT:
             return
-        metrics = self.owner.settings.metrics
+        metrics = self.owner.metrics
         if metrics is not None:
             metrics.server_response(status)
         headers, body = error_response(status, reason)
@@ -350,7 +368,7 @@ class RequestCycle:
 
     # ----- the ASGI side -------------------------------------------------------------------
 
-    async def run(self, app: ASGIApp, metrics: Metrics | None = None) -> None:
+    async def run(self, app: ASGIApp) -> None:
         """Call the app and enforce the end-of-request rules whatever it does; count it with metrics on.
 
         The count is taken here rather than in a wrapping coroutine: a second coroutine per request
@@ -365,7 +383,7 @@ class RequestCycle:
         except BaseException as exc:
             if not self.disconnected:
                 error_logger.error("Exception in ASGI application", exc_info=exc)
-            metrics = self.owner.settings.metrics
+            metrics = self.owner.metrics
             if metrics is not None:
                 metrics.app_exception()
             self.app_failed()
@@ -382,6 +400,7 @@ class RequestCycle:
                 self.owner.abort_response(self)
         finally:
             owner = self.owner
+            metrics = owner.metrics
             if metrics is not None:
                 scope = self.scope
                 duration = owner.loop.time() - self.start_time

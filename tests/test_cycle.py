@@ -18,7 +18,7 @@ import pytest
 
 from celeris_asgi.asgi_types import Headers, Message
 from celeris_asgi.config import Config
-from celeris_asgi.cycle import COMPLETE, FILE_CHUNK, Endpoint, RequestCycle, build_scope
+from celeris_asgi.cycle import COMPLETE, FILE_CHUNK, CycleOwner, Endpoint, RequestCycle, build_scope
 from celeris_asgi.headers import DefaultHeaders
 from celeris_asgi.settings import ServerSettings
 from celeris_asgi.state import ServerState
@@ -46,13 +46,13 @@ def make_settings(**overrides: Any) -> ServerSettings:
     return ServerSettings.from_config(config)
 
 
-class RecordingOwner:
+class RecordingOwner(CycleOwner):
     """A CycleOwner that records every call; `paused` makes writes ask the cycle to drain."""
 
     def __init__(self, settings: ServerSettings | None = None) -> None:
-        self.settings = settings or make_settings()
-        self.state = ServerState(DefaultHeaders(True, True, []))
-        self.loop = asyncio.get_running_loop()
+        super().__init__(
+            settings or make_settings(), ServerState(DefaultHeaders(True, True, [])), asyncio.get_running_loop()
+        )
         self.calls: list[tuple[Any, ...]] = []
         self.paused = False
         self.drained = asyncio.Event()

@@ -17,6 +17,7 @@ import httptools
 
 from celeris_asgi.cycle import (
     COMPLETE,
+    CycleOwner,
     Endpoint,
     RequestCycle,
     build_scope,
@@ -57,7 +58,7 @@ _BATCH_WRITES = 32  # a batch this long is written at once
 SHUTDOWN_GRACE = 1.0  # seconds a connection accepted just before shutdown may still send its request
 
 
-class HTTP1Protocol:
+class HTTP1Protocol(CycleOwner):
     """One HTTP/1.x connection (no asyncio.Protocol base: compiled it is a Cython type; asyncio duck-types)."""
 
     __slots__ = (
@@ -77,8 +78,6 @@ class HTTP1Protocol:
         "head_limit",
         "headers",
         "host_count",
-        "loop",
-        "metrics",
         "out",
         "parser",
         "parsing",
@@ -88,8 +87,6 @@ class HTTP1Protocol:
         "pipeline",
         "requests_started",
         "seconds_per_byte",
-        "settings",
-        "state",
         "switch",
         "timing",
         "trace",
@@ -107,12 +104,9 @@ class HTTP1Protocol:
         loop: asyncio.AbstractEventLoop | None = None,
         addresses: Addresses | None = None,
     ) -> None:
-        self.settings = settings
-        self.state = state
-        self.loop = loop or asyncio.get_running_loop()
+        super().__init__(settings, state, loop or asyncio.get_running_loop())
         self.addresses = addresses  # (server, client) from a PROXY header, else the socket's own
         self.access_logging = settings.access_log.enabled
-        self.metrics = settings.metrics  # None with metrics off: one check per counted event
         self.timing = self.access_logging or self.metrics is not None  # the cycle's start_time is needed
         self.bytes_in = self.bytes_out = 0  # with metrics on: counted since the last Metrics.take_traffic
         self.trace = error_logger.isEnabledFor(TRACE)  # --log-level trace: protocol events (see trace_event)
