@@ -33,6 +33,14 @@ cpdef bint admit(ServerState state, object settings) except? -1
 cpdef object start_app_task(ServerState state, object coro, object loop, bint eager=*)
 
 
+@cython.final
+cdef class Ready:
+    pass
+
+cdef object _EXHAUSTED
+cdef Ready READY
+
+
 cdef class RequestCycle:
     cdef public object scope
     cdef public CycleOwner owner
@@ -59,3 +67,5 @@ cdef class RequestCycle:
     cpdef void feed_eof(self) except *
     cpdef void feed_disconnect(self) except *
     cpdef void app_failed(self) except *
+    @cython.locals(msg=dict, owner=CycleOwner, more_body=bint, wait=bint)
+    cpdef object send(self, object message)

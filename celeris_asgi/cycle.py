@@ -18,8 +18,8 @@ import asyncio
 import os
 import stat
 import sys
-from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Coroutine, Generator
+from typing import TYPE_CHECKING, Any, cast
 
 from celeris_asgi.asgi_types import ASGIVersions
 from celeris_asgi.logging import error_logger
@@ -236,6 +236,23 @@ class FileSendError(RuntimeError):
     """A pathsend/zerocopysend file that cannot be served (missing, not a regular file, shrunk)."""
 
 
+class Ready:
+    """An awaitable that is already done: what RequestCycle.send returns when nothing waits.
+
+    Awaiting it runs no coroutine: `await` takes its iterator, which is exhausted from the start.
+    """
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[None, None, None]:
+        return _EXHAUSTED
+
+
+# `await` only calls next() on what __await__ returns: an iterator that has ended ends it at once.
+_EXHAUSTED = cast("Generator[None, None, None]", iter(()))
+READY = Ready()
+
+
 class RequestCycle:
     """One request/response exchange; its owner creates one per request (pooled objects may come later)."""
 
@@ -449,9 +466,14 @@ class RequestCycle:
         finally:
             self.waiter = None
 
-    async def send(self, message: Message) -> None:
-        kind = message["type"]
+    def send(self, message: Message) -> Awaitable[None]:
+        """The app's send(). A plain call that returns an awaitable, not a coroutine function: the
+        common messages are handled here and give back READY, which is done at once, so a request
+        creates no send coroutine; only a drain or a file body returns a coroutine to await."""
+        msg = message if type(message) is dict else dict(message)  # a Mapping that is not a dict: once
+        kind = msg["type"]
         phase = self.phase
+        owner = self.owner
         if kind == "http.response.body":
             if phase == PENDING:
                 raise RuntimeError("Expected ASGI message 'http.response.start', but got 'http.response.body'.")
@@ -459,14 +481,14 @@ class RequestCycle:
                 raise RuntimeError("Unexpected ASGI message 'http.response.body' sent, after response completed.")
             if self.disconnected:
                 raise ClientDisconnected("The client disconnected.")
-            body = message.get("body", b"")
-            more_body = message.get("more_body", False)
+            body = msg.get("body", b"")
+            more_body = msg.get("more_body", False)
             if phase == STARTED:
                 # The phase moves only once the head is written: an invalid header raises here, and
                 # the app then still gets its 500.
-                wait = self.owner.write_head(self, self.status, self.response_headers, body, more_body)
+                wait = owner.write_head(self, self.status, self.response_headers, body, more_body)
             else:
-                wait = self.owner.write_body(self, body, more_body)
+                wait = owner.write_body(self, body, more_body)
             if more_body:
                 self.phase = HEAD_SENT
             elif self.trailers_expected:
@@ -474,40 +496,39 @@ class RequestCycle:
             else:
                 self.phase = COMPLETE
                 self.wake()  # a receive() waiting for http.disconnect gets it now
-            if wait:
-                await self.owner.drain(self)
-        elif kind == "http.response.start":
+            return owner.drain(self) if wait else READY
+        if kind == "http.response.start":
             if phase != PENDING:
                 raise RuntimeError("Unexpected ASGI message 'http.response.start' sent, after response started.")
             if self.disconnected:
                 raise ClientDisconnected("The client disconnected.")
-            self.status = message["status"]
-            self.response_headers = list(message.get("headers", ()))
-            self.trailers_expected = bool(message.get("trailers", False))
+            self.status = msg["status"]
+            self.response_headers = list(msg.get("headers", ()))
+            self.trailers_expected = bool(msg.get("trailers", False))
             self.phase = STARTED
-        elif kind == "http.response.trailers":
+            return READY
+        if kind == "http.response.trailers":
             if phase != TRAILERS and not (phase == HEAD_SENT and self.trailers_expected):
                 raise RuntimeError("Unexpected ASGI message 'http.response.trailers' sent.")
             if self.disconnected:
                 raise ClientDisconnected("The client disconnected.")
-            if not message.get("more_trailers", False):
+            if not msg.get("more_trailers", False):
                 self.phase = COMPLETE
                 self.wake()  # a receive() waiting for http.disconnect gets it now
-            if self.owner.write_trailers(self, list(message.get("headers", ()))):
-                await self.owner.drain(self)
-        elif kind == "http.response.early_hint":
+            wait = owner.write_trailers(self, list(msg.get("headers", ())))
+            return owner.drain(self) if wait else READY
+        if kind == "http.response.early_hint":
             if phase != PENDING:
                 raise RuntimeError("Unexpected ASGI message 'http.response.early_hint' sent, after response started.")
-            self.owner.write_informational(self, 103, [(b"link", link) for link in message.get("links", ())])
-        elif kind == "http.response.pathsend" or kind == "http.response.zerocopysend":
+            owner.write_informational(self, 103, [(b"link", link) for link in msg.get("links", ())])
+            return READY
+        if kind == "http.response.pathsend" or kind == "http.response.zerocopysend":
             if phase == PENDING or phase >= TRAILERS:
                 raise RuntimeError(f"Unexpected ASGI message {kind!r} sent, before the start or after the body.")
             if kind == "http.response.pathsend":
-                await self.send_path(message["path"])
-            else:
-                await self.send_zerocopy(message)
-        else:
-            raise RuntimeError(f"Unexpected ASGI message type {kind!r}.")
+                return self.send_path(msg["path"])
+            return self.send_zerocopy(msg)
+        raise RuntimeError(f"Unexpected ASGI message type {kind!r}.")
 
     # ----- file bodies (the pathsend and zerocopysend extensions) ----------------------------
 

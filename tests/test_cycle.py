@@ -12,6 +12,7 @@ import functools
 import logging
 import os
 from collections.abc import Callable, Coroutine
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -112,6 +113,18 @@ async def test_a_complete_response_is_head_then_done() -> None:
 
     owner = await run_app(app)
     assert owner.calls == [("head", 200, [(b"x", b"1")], b"ok", False), ("done",)]
+
+
+@in_loop
+async def test_messages_that_are_mappings_but_not_dicts_are_served() -> None:
+    """send() reads dict messages directly (compiled: C dict access) and takes any other Mapping too."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send(MappingProxyType({"type": "http.response.start", "status": 201, "headers": [(b"x", b"1")]}))
+        await send(MappingProxyType({"type": "http.response.body", "body": b"ok"}))
+
+    owner = await run_app(app)
+    assert owner.calls == [("head", 201, [(b"x", b"1")], b"ok", False), ("done",)]
 
 
 @in_loop
