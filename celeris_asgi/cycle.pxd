@@ -27,7 +27,19 @@ cdef class CycleOwner:
     cpdef void cycle_done(self, RequestCycle cycle) except *
 
 
-cpdef object build_scope(object settings, ServerState state, object endpoint, object http_version, object method,
+@cython.final
+cdef class Endpoint:
+    cdef public object client
+    cdef public object extensions
+    cdef public object proxy
+    cdef public object scheme
+    cdef public object server
+
+
+cdef object _Task
+
+@cython.locals(app_state=dict)
+cpdef object build_scope(object settings, ServerState state, Endpoint endpoint, object http_version, object method,
                          object path, object raw_path, object query_string, object headers)
 cpdef bint admit(ServerState state, object settings) except? -1
 cpdef object start_app_task(ServerState state, object coro, object loop, bint eager=*)

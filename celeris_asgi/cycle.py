@@ -47,6 +47,7 @@ _DISCONNECT: dict[str, Any] = {"type": "http.disconnect"}
 EAGER_TASKS = sys.version_info >= (3, 12)
 # Naming the task up front spares 3.11 formatting a fresh "Task-N" string for every request.
 TASK_NAME = "celeris-request"
+_Task = asyncio.Task  # compiled: a C global, not an attribute lookup on the asyncio module per request
 
 # The response's ASGI state (RequestCycle.phase), in order; each only ever moves forward.
 PENDING = 0  # no http.response.start yet
@@ -159,6 +160,7 @@ def build_scope(
 ) -> HTTPScope:
     """The ASGI http scope of one request; path and raw_path are the target's, before root_path."""
     root_path = settings.root_path
+    app_state = state.app_state  # compiled: a C dict, copied without a method call
     if root_path:
         path = root_path + path
         raw_path = root_path.encode("ascii") + raw_path
@@ -175,7 +177,7 @@ def build_scope(
         "raw_path": raw_path,
         "query_string": query_string,
         "headers": headers,
-        "state": state.app_state.copy(),
+        "state": app_state.copy(),
         "extensions": endpoint.extensions,
     }
     proxy = endpoint.proxy
@@ -206,11 +208,11 @@ def start_app_task(
     if loop.get_task_factory() is not None:  # the app's own factory (tracing, eager) decides
         task = loop.create_task(coro)
     elif eager and EAGER_TASKS:
-        task = asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg]
+        task = _Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg]
         if task.done():
             return None
     else:
-        task = asyncio.Task(coro, loop=loop, name=TASK_NAME)
+        task = _Task(coro, loop=loop, name=TASK_NAME)
     state.tasks.add(task)
     return task
 
