@@ -9,6 +9,8 @@ cdef bytes _END_KEEP_ALIVE_1_0
 cdef bytes _LAST_CHUNK
 
 cpdef list field_lines(object headers)
+@cython.locals(length=Py_ssize_t, digit=cython.uchar)
+cpdef object declared_length(bytes value)
 
 
 @cython.final
