@@ -70,6 +70,7 @@ cdef class RequestCycle:
     cdef public double start_time
     cdef public object task
 
+    cdef void prepare(self, object scope, CycleOwner owner, bint expect_continue, bint body_complete, double start_time) except *
     @cython.locals(owner=CycleOwner, metrics=Metrics, state=ServerState)
     cpdef void start(self, bint eager=*) except *
     @cython.locals(metrics=Metrics)

@@ -284,6 +284,13 @@ class RequestCycle:
         body_complete: bool = False,
         start_time: float = 0.0,
     ) -> None:
+        self.prepare(scope, owner, expect_continue, body_complete, start_time)
+
+    def prepare(
+        self, scope: HTTPScope, owner: CycleOwner, expect_continue: bool, body_complete: bool, start_time: float
+    ) -> None:
+        """The constructor's work, which a subclass's constructor calls as a C method (compiled),
+        where super().__init__() was a Python call that built its arguments into a tuple."""
         self.scope = scope
         self.owner = owner
         self.body = b""

@@ -37,6 +37,7 @@ cdef class HTTP2Protocol(CycleOwner):
     cpdef void schedule_flush(self) except *
     cpdef void receive(self, object data) except *
     cpdef void start_cycle(self, H2Cycle cycle) except *
+    cpdef object target(self, object head)
 
     # The cycle's owner side: CycleOwner's C methods; `cycle` is the request as an H2Cycle.
     @cython.locals(cycle=H2Cycle, engine=H2Connection, sid=Py_ssize_t, end=bint)
