@@ -30,20 +30,19 @@ cdef set GOOD_HOSTS
 # Not @cython.final: Cython refuses a final class's overrides of its base's cpdef methods.
 cdef class HTTP1Protocol(CycleOwner):
     cdef public object addresses  # (server, client) from a PROXY header, or None
-    cdef public bint access_logging
     cdef public Py_ssize_t body_bytes
     cdef public Py_ssize_t bytes_in  # read and written since the metrics last took them (Metrics.take_traffic)
     cdef public Py_ssize_t bytes_out
-    cdef public bint timing  # metrics on: the request duration starts at the head
     cdef public double body_deadline
     cdef public object content_length
     cdef public RequestCycle cycle
     cdef public double deadline
     cdef public object endpoint
-    cdef public bint expect_continue
     cdef public FlowControl flow
     cdef public Py_ssize_t head_bytes
-    cdef public Py_ssize_t head_limit
+    cdef public Py_ssize_t header_count_limit  # the settings' limits on the head
+    cdef public Py_ssize_t header_size_limit
+    cdef public Py_ssize_t line_limit
     cdef public list headers
     cdef public Py_ssize_t host_count
     cdef public list out
@@ -51,17 +50,21 @@ cdef class HTTP1Protocol(CycleOwner):
     cdef public RequestCycle parsing
     cdef public double paused_at
     cdef public object pending_refusal
-    cdef public int phase
     cdef public object pipeline
     cdef public Py_ssize_t requests_started
     cdef public double seconds_per_byte
     cdef public object switch
-    cdef public bint trace  # main's --log-level trace switch, as metrics
     cdef public object transfer_encoding
     cdef public object transport
     cdef public object upgrade
     cdef public bytes url
     cdef public ResponseWriter writer
+    # the 4-byte fields together, where alone each took 8
+    cdef public bint access_logging
+    cdef public bint expect_continue
+    cdef public int phase
+    cdef public bint timing  # metrics on: the request duration starts at the head
+    cdef public bint trace  # main's --log-level trace switch, as metrics
 
     cpdef data_received(self, object data)
     # the parser callbacks: cpdef, so httptools still finds them by name
