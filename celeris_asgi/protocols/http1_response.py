@@ -53,20 +53,21 @@ def switching_protocols(default_headers: bytes, headers: Headers) -> bytes:
     return b"".join([STATUS_LINES[101], default_headers, *field_lines(headers), b"\r\n"])
 
 
+_LENGTHS: dict[bytes, int] = {}  # Content-Length values already read (bounded): a repeated one is a lookup
+_LENGTHS_MAX = 256
+
+
 def declared_length(value: bytes) -> int:
     """A response's Content-Length value as a number, or -1 unless it is ASCII digits (RFC 9110 8.6).
 
-    Compiled, a short value is read by a C loop: isdigit() and int() were two Python calls per response.
+    Remembered in _LENGTHS (up to _LENGTHS_MAX values), which ResponseWriter.head looks in first:
+    isdigit() and int() were two Python calls per response that declares its length.
     """
-    if len(value) > 18:  # past what the loop's C integer holds
-        return int(value) if value.isdigit() else -1
-    if not value:
+    if not value.isdigit():  # bytes.isdigit: ASCII digits only
         return -1
-    length = 0
-    for digit in value:
-        if not 48 <= digit <= 57:
-            return -1
-        length = length * 10 + digit - 48
+    length = int(value)
+    if len(_LENGTHS) < _LENGTHS_MAX:
+        _LENGTHS[value] = length
     return length
 
 
@@ -104,6 +105,7 @@ class ResponseWriter:
         chunked = False
         kinds = name_kinds
         good_values = checked_values
+        lengths = _LENGTHS
         for name, value in headers:
             kind = kinds.get(name)
             if kind is None:
@@ -112,7 +114,9 @@ class ResponseWriter:
                 check_header_value(value)
             if kind:
                 if kind == CONTENT_LENGTH:
-                    declared = declared_length(value)
+                    declared = lengths.get(value)
+                    if declared is None:
+                        declared = declared_length(value)
                     if declared < 0 or expected is not None:
                         raise RuntimeError(f"Invalid Content-Length {value!r} in response.")
                     expected = declared
