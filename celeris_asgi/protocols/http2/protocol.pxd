@@ -8,6 +8,8 @@ from celeris_asgi.cycle cimport CycleOwner, RequestCycle, build_scope
 from .connection cimport H2Connection
 from .handlers cimport H2Cycle
 
+cdef frozenset _NO_BODY_STATUS
+
 
 cdef class HTTP2Protocol(CycleOwner):
     cdef public object addresses  # (server, client) from a PROXY header, or None
