@@ -8,7 +8,7 @@ call (`RequestCycle.log_access`), and the ASGI rules (message order, 500 before 
 aborted response after it, http.disconnect, backpressure) with the response's ASGI state in one
 field, `phase`, changed only by the cycle's own methods.
 
-A wire protocol owns each cycle and implements `CycleOwner`: it turns the cycle's calls into
+A wire protocol owns each cycle and derives from `CycleOwner`: it turns the cycle's calls into
 bytes and feeds the request side with feed_body(), feed_eof() and feed_disconnect().
 """
 
@@ -18,8 +18,8 @@ import asyncio
 import os
 import stat
 import sys
-from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Awaitable, Coroutine, Generator
+from typing import TYPE_CHECKING, Any, cast
 
 from celeris_asgi.asgi_types import ASGIVersions
 from celeris_asgi.logging import error_logger
@@ -47,6 +47,7 @@ _DISCONNECT: dict[str, Any] = {"type": "http.disconnect"}
 EAGER_TASKS = sys.version_info >= (3, 12)
 # Naming the task up front spares 3.11 formatting a fresh "Task-N" string for every request.
 TASK_NAME = "celeris-request"
+_Task = asyncio.Task  # compiled: a C global, not an attribute lookup on the asyncio module per request
 
 # The response's ASGI state (RequestCycle.phase), in order; each only ever moves forward.
 PENDING = 0  # no http.response.start yet
@@ -56,8 +57,14 @@ TRAILERS = 3  # the body is complete; http.response.trailers still to come
 COMPLETE = 4  # the whole response is handed to the owner
 
 
-class CycleOwner(Protocol):
-    """What a request cycle needs from the protocol that carries it (HTTP/1.1 or an HTTP/2 stream).
+class CycleOwner:
+    """The base of what carries a request cycle: the HTTP/1.1 connection, or the HTTP/2 connection
+    for each of its streams. It turns the cycle's calls into bytes.
+
+    A base class rather than a typing.Protocol so that, compiled, the cycle's calls into its owner
+    are C calls through the class's vtable instead of Python attribute lookups; the attributes the
+    cycle reads are C fields for the same reason. A subclass written in Python (a test's recording
+    owner) overrides the methods as usual.
 
     The write_* methods return True when the caller must `await drain(cycle)` before going on (the
     transport is above its high-water mark, or an HTTP/2 window is closed).
@@ -76,33 +83,45 @@ class CycleOwner(Protocol):
     response). The cycle ends the body itself, with an empty last write_body.
     """
 
-    settings: ServerSettings
-    state: ServerState
-    loop: asyncio.AbstractEventLoop
+    __slots__ = ("loop", "metrics", "settings", "state")
+
+    def __init__(self, settings: ServerSettings, state: ServerState, loop: asyncio.AbstractEventLoop) -> None:
+        self.settings = settings
+        self.state = state
+        self.loop = loop
+        self.metrics: Metrics | None = settings.metrics  # None with metrics off: one check per counted event
 
     def write_head(self, cycle: RequestCycle, status: int, headers: Headers, body: bytes, more_body: bool) -> bool:
         """The head with the first body part (maybe empty)."""
+        raise NotImplementedError
 
     def write_body(self, cycle: RequestCycle, body: bytes, more_body: bool) -> bool:
         """A later body part."""
+        raise NotImplementedError
 
     def write_trailers(self, cycle: RequestCycle, headers: Headers) -> bool:
         """Trailer fields; the response is complete once cycle.phase is COMPLETE."""
+        raise NotImplementedError
 
     def write_informational(self, cycle: RequestCycle, status: int, headers: Headers) -> None:
         """A 1xx response (100 Continue, 103 Early Hints)."""
+        raise NotImplementedError
 
     async def drain(self, cycle: RequestCycle) -> None:
         """Wait until writing may go on."""
+        raise NotImplementedError
 
     def body_consumed(self, cycle: RequestCycle, nbytes: int) -> None:
         """The app took nbytes of request body (0: it waits for more): reopen windows, resume reading."""
+        raise NotImplementedError
 
     def abort_response(self, cycle: RequestCycle) -> None:
         """The app failed after the head went out: end this response abruptly."""
+        raise NotImplementedError
 
     def cycle_done(self, cycle: RequestCycle) -> None:
         """The app call returned (or was refused): free the request's slot, move to the next request."""
+        raise NotImplementedError
 
 
 class Endpoint:
@@ -141,6 +160,7 @@ def build_scope(
 ) -> HTTPScope:
     """The ASGI http scope of one request; path and raw_path are the target's, before root_path."""
     root_path = settings.root_path
+    app_state = state.app_state  # compiled: a C dict, copied without a method call
     if root_path:
         path = root_path + path
         raw_path = root_path.encode("ascii") + raw_path
@@ -157,7 +177,7 @@ def build_scope(
         "raw_path": raw_path,
         "query_string": query_string,
         "headers": headers,
-        "state": state.app_state.copy(),
+        "state": app_state.copy(),
         "extensions": endpoint.extensions,
     }
     proxy = endpoint.proxy
@@ -188,11 +208,11 @@ def start_app_task(
     if loop.get_task_factory() is not None:  # the app's own factory (tracing, eager) decides
         task = loop.create_task(coro)
     elif eager and EAGER_TASKS:
-        task = asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg]
+        task = _Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg]
         if task.done():
             return None
     else:
-        task = asyncio.Task(coro, loop=loop, name=TASK_NAME)
+        task = _Task(coro, loop=loop, name=TASK_NAME)
     state.tasks.add(task)
     return task
 
@@ -216,6 +236,23 @@ class ClientDisconnected(OSError):
 
 class FileSendError(RuntimeError):
     """A pathsend/zerocopysend file that cannot be served (missing, not a regular file, shrunk)."""
+
+
+class Ready:
+    """An awaitable that is already done: what RequestCycle.send returns when nothing waits.
+
+    Awaiting it runs no coroutine: `await` takes its iterator, which is exhausted from the start.
+    """
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[None, None, None]:
+        return _EXHAUSTED
+
+
+# `await` only calls next() on what __await__ returns: an iterator that has ended ends it at once.
+_EXHAUSTED = cast("Generator[None, None, None]", iter(()))
+READY = Ready()
 
 
 class RequestCycle:
@@ -247,6 +284,13 @@ class RequestCycle:
         body_complete: bool = False,
         start_time: float = 0.0,
     ) -> None:
+        self.prepare(scope, owner, expect_continue, body_complete, start_time)
+
+    def prepare(
+        self, scope: HTTPScope, owner: CycleOwner, expect_continue: bool, body_complete: bool, start_time: float
+    ) -> None:
+        """The constructor's work, which a subclass's constructor calls as a C method (compiled),
+        where super().__init__() was a Python call that built its arguments into a tuple."""
         self.scope = scope
         self.owner = owner
         self.body = b""
@@ -283,7 +327,7 @@ class RequestCycle:
         """Count the request and run the app, or answer 503 over --limit-concurrency."""
         owner = self.owner
         settings = owner.settings
-        metrics = settings.metrics
+        metrics = owner.metrics
         state = owner.state
         if not admit(state, settings):
             self.respond_error(503, "Service Unavailable")
@@ -293,13 +337,13 @@ class RequestCycle:
             return
         if metrics is not None and not self.start_time:
             self.start_time = owner.loop.time()  # the owner sets it at the head when it times requests
-        self.task = start_app_task(state, self.run(settings.app, metrics), owner.loop, eager=eager)
+        self.task = start_app_task(state, self.run(settings.app), owner.loop, eager=eager)
 
     def respond_error(self, status: int, reason: str) -> None:
         """Answer with a server-made response (see error_response) if nothing was sent yet."""
         if self.disconnected or self.phase >= HEAD_SENT:
             return
-        metrics = self.owner.settings.metrics
+        metrics = self.owner.metrics
         if metrics is not None:
             metrics.server_response(status)
         headers, body = error_response(status, reason)
@@ -350,7 +394,7 @@ class RequestCycle:
 
     # ----- the ASGI side -------------------------------------------------------------------
 
-    async def run(self, app: ASGIApp, metrics: Metrics | None = None) -> None:
+    async def run(self, app: ASGIApp) -> None:
         """Call the app and enforce the end-of-request rules whatever it does; count it with metrics on.
 
         The count is taken here rather than in a wrapping coroutine: a second coroutine per request
@@ -365,7 +409,7 @@ class RequestCycle:
         except BaseException as exc:
             if not self.disconnected:
                 error_logger.error("Exception in ASGI application", exc_info=exc)
-            metrics = self.owner.settings.metrics
+            metrics = self.owner.metrics
             if metrics is not None:
                 metrics.app_exception()
             self.app_failed()
@@ -382,6 +426,7 @@ class RequestCycle:
                 self.owner.abort_response(self)
         finally:
             owner = self.owner
+            metrics = owner.metrics
             if metrics is not None:
                 scope = self.scope
                 duration = owner.loop.time() - self.start_time
@@ -430,9 +475,14 @@ class RequestCycle:
         finally:
             self.waiter = None
 
-    async def send(self, message: Message) -> None:
-        kind = message["type"]
+    def send(self, message: Message) -> Awaitable[None]:
+        """The app's send(). A plain call that returns an awaitable, not a coroutine function: the
+        common messages are handled here and give back READY, which is done at once, so a request
+        creates no send coroutine; only a drain or a file body returns a coroutine to await."""
+        msg = message if type(message) is dict else dict(message)  # a Mapping that is not a dict: once
+        kind = msg["type"]
         phase = self.phase
+        owner = self.owner
         if kind == "http.response.body":
             if phase == PENDING:
                 raise RuntimeError("Expected ASGI message 'http.response.start', but got 'http.response.body'.")
@@ -440,14 +490,14 @@ class RequestCycle:
                 raise RuntimeError("Unexpected ASGI message 'http.response.body' sent, after response completed.")
             if self.disconnected:
                 raise ClientDisconnected("The client disconnected.")
-            body = message.get("body", b"")
-            more_body = message.get("more_body", False)
+            body = msg.get("body", b"")
+            more_body = msg.get("more_body", False)
             if phase == STARTED:
                 # The phase moves only once the head is written: an invalid header raises here, and
                 # the app then still gets its 500.
-                wait = self.owner.write_head(self, self.status, self.response_headers, body, more_body)
+                wait = owner.write_head(self, self.status, self.response_headers, body, more_body)
             else:
-                wait = self.owner.write_body(self, body, more_body)
+                wait = owner.write_body(self, body, more_body)
             if more_body:
                 self.phase = HEAD_SENT
             elif self.trailers_expected:
@@ -455,40 +505,39 @@ class RequestCycle:
             else:
                 self.phase = COMPLETE
                 self.wake()  # a receive() waiting for http.disconnect gets it now
-            if wait:
-                await self.owner.drain(self)
-        elif kind == "http.response.start":
+            return owner.drain(self) if wait else READY
+        if kind == "http.response.start":
             if phase != PENDING:
                 raise RuntimeError("Unexpected ASGI message 'http.response.start' sent, after response started.")
             if self.disconnected:
                 raise ClientDisconnected("The client disconnected.")
-            self.status = message["status"]
-            self.response_headers = list(message.get("headers", ()))
-            self.trailers_expected = bool(message.get("trailers", False))
+            self.status = msg["status"]
+            self.response_headers = list(msg.get("headers", ()))
+            self.trailers_expected = bool(msg.get("trailers", False))
             self.phase = STARTED
-        elif kind == "http.response.trailers":
+            return READY
+        if kind == "http.response.trailers":
             if phase != TRAILERS and not (phase == HEAD_SENT and self.trailers_expected):
                 raise RuntimeError("Unexpected ASGI message 'http.response.trailers' sent.")
             if self.disconnected:
                 raise ClientDisconnected("The client disconnected.")
-            if not message.get("more_trailers", False):
+            if not msg.get("more_trailers", False):
                 self.phase = COMPLETE
                 self.wake()  # a receive() waiting for http.disconnect gets it now
-            if self.owner.write_trailers(self, list(message.get("headers", ()))):
-                await self.owner.drain(self)
-        elif kind == "http.response.early_hint":
+            wait = owner.write_trailers(self, list(msg.get("headers", ())))
+            return owner.drain(self) if wait else READY
+        if kind == "http.response.early_hint":
             if phase != PENDING:
                 raise RuntimeError("Unexpected ASGI message 'http.response.early_hint' sent, after response started.")
-            self.owner.write_informational(self, 103, [(b"link", link) for link in message.get("links", ())])
-        elif kind == "http.response.pathsend" or kind == "http.response.zerocopysend":
+            owner.write_informational(self, 103, [(b"link", link) for link in msg.get("links", ())])
+            return READY
+        if kind == "http.response.pathsend" or kind == "http.response.zerocopysend":
             if phase == PENDING or phase >= TRAILERS:
                 raise RuntimeError(f"Unexpected ASGI message {kind!r} sent, before the start or after the body.")
             if kind == "http.response.pathsend":
-                await self.send_path(message["path"])
-            else:
-                await self.send_zerocopy(message)
-        else:
-            raise RuntimeError(f"Unexpected ASGI message type {kind!r}.")
+                return self.send_path(msg["path"])
+            return self.send_zerocopy(msg)
+        raise RuntimeError(f"Unexpected ASGI message type {kind!r}.")
 
     # ----- file bodies (the pathsend and zerocopysend extensions) ----------------------------
 

@@ -12,13 +12,14 @@ import functools
 import logging
 import os
 from collections.abc import Callable, Coroutine
+from types import MappingProxyType
 from typing import Any
 
 import pytest
 
 from celeris_asgi.asgi_types import Headers, Message
 from celeris_asgi.config import Config
-from celeris_asgi.cycle import COMPLETE, FILE_CHUNK, Endpoint, RequestCycle, build_scope
+from celeris_asgi.cycle import COMPLETE, FILE_CHUNK, CycleOwner, Endpoint, RequestCycle, build_scope
 from celeris_asgi.headers import DefaultHeaders
 from celeris_asgi.settings import ServerSettings
 from celeris_asgi.state import ServerState
@@ -46,13 +47,13 @@ def make_settings(**overrides: Any) -> ServerSettings:
     return ServerSettings.from_config(config)
 
 
-class RecordingOwner:
+class RecordingOwner(CycleOwner):
     """A CycleOwner that records every call; `paused` makes writes ask the cycle to drain."""
 
     def __init__(self, settings: ServerSettings | None = None) -> None:
-        self.settings = settings or make_settings()
-        self.state = ServerState(DefaultHeaders(True, True, []))
-        self.loop = asyncio.get_running_loop()
+        super().__init__(
+            settings or make_settings(), ServerState(DefaultHeaders(True, True, [])), asyncio.get_running_loop()
+        )
         self.calls: list[tuple[Any, ...]] = []
         self.paused = False
         self.drained = asyncio.Event()
@@ -112,6 +113,18 @@ async def test_a_complete_response_is_head_then_done() -> None:
 
     owner = await run_app(app)
     assert owner.calls == [("head", 200, [(b"x", b"1")], b"ok", False), ("done",)]
+
+
+@in_loop
+async def test_messages_that_are_mappings_but_not_dicts_are_served() -> None:
+    """send() reads dict messages directly (compiled: C dict access) and takes any other Mapping too."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send(MappingProxyType({"type": "http.response.start", "status": 201, "headers": [(b"x", b"1")]}))
+        await send(MappingProxyType({"type": "http.response.body", "body": b"ok"}))
+
+    owner = await run_app(app)
+    assert owner.calls == [("head", 201, [(b"x", b"1")], b"ok", False), ("done",)]
 
 
 @in_loop

@@ -294,6 +294,39 @@ def test_complete_response_in_one_piece(
     assert response.body(b"ignored", False, False) == b""
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (b"0", 0),
+        (b"2", 2),
+        (b"007", 7),
+        (b"123456789012345678", 123456789012345678),  # the longest value the compiled loop reads
+        (b"1234567890123456789012", 1234567890123456789012),  # longer: a Python int
+        (b"", None),
+        (b"-1", None),
+        (b"+1", None),
+        (b" 2", None),
+        (b"2 ", None),
+        (b"1e3", None),
+        (b"0x10", None),
+        ("\u0662".encode(), None),  # a non-ASCII digit is not a digit of RFC 9110 8.6
+        (b"12345678901234567x", None),
+        (b"1234567890123456789x", None),
+    ],
+)
+def test_a_response_content_length_is_ascii_digits(value: bytes, expected: int | None) -> None:
+    """RFC 9110 8.6: Content-Length = 1*DIGIT; anything else from the app is its error (a 500)."""
+    response = writer()
+    headers = [(b"content-length", value)]
+    if expected is None:
+        with pytest.raises(RuntimeError, match="Invalid Content-Length"):
+            response.head(200, headers, b"", True, False, False)
+    else:
+        head = response.head(200, headers, b"", True, False, False)
+        assert head.endswith(b"content-length: " + value + b"\r\n\r\n")
+        assert response.expected == expected
+
+
 def test_streamed_body_is_chunked_in_http_1_1() -> None:
     response = writer()
     head = response.head(200, [], b"ab", True, False, False)

@@ -17,6 +17,7 @@ import httptools
 
 from celeris_asgi.cycle import (
     COMPLETE,
+    CycleOwner,
     Endpoint,
     RequestCycle,
     build_scope,
@@ -57,7 +58,7 @@ _BATCH_WRITES = 32  # a batch this long is written at once
 SHUTDOWN_GRACE = 1.0  # seconds a connection accepted just before shutdown may still send its request
 
 
-class HTTP1Protocol:
+class HTTP1Protocol(CycleOwner):
     """One HTTP/1.x connection (no asyncio.Protocol base: compiled it is a Cython type; asyncio duck-types)."""
 
     __slots__ = (
@@ -74,11 +75,11 @@ class HTTP1Protocol:
         "expect_continue",
         "flow",
         "head_bytes",
-        "head_limit",
+        "header_count_limit",
+        "header_size_limit",
         "headers",
         "host_count",
-        "loop",
-        "metrics",
+        "line_limit",
         "out",
         "parser",
         "parsing",
@@ -88,8 +89,6 @@ class HTTP1Protocol:
         "pipeline",
         "requests_started",
         "seconds_per_byte",
-        "settings",
-        "state",
         "switch",
         "timing",
         "trace",
@@ -107,18 +106,16 @@ class HTTP1Protocol:
         loop: asyncio.AbstractEventLoop | None = None,
         addresses: Addresses | None = None,
     ) -> None:
-        self.settings = settings
-        self.state = state
-        self.loop = loop or asyncio.get_running_loop()
+        super().__init__(settings, state, loop or asyncio.get_running_loop())
         self.addresses = addresses  # (server, client) from a PROXY header, else the socket's own
         self.access_logging = settings.access_log.enabled
-        self.metrics = settings.metrics  # None with metrics off: one check per counted event
         self.timing = self.access_logging or self.metrics is not None  # the cycle's start_time is needed
         self.bytes_in = self.bytes_out = 0  # with metrics on: counted since the last Metrics.take_traffic
         self.trace = error_logger.isEnabledFor(TRACE)  # --log-level trace: protocol events (see trace_event)
-        self.head_limit = settings.limit_request_line + settings.limit_request_headers * (
-            settings.limit_request_header_size + 4
-        )
+        # The head's limits, read per header: C fields here, where the settings' are Python attributes.
+        self.line_limit = settings.limit_request_line
+        self.header_count_limit = settings.limit_request_headers
+        self.header_size_limit = settings.limit_request_header_size
         # --limit-request-min-rate: a head's or body's deadline grows by this many seconds per byte received
         rate = settings.limit_request_min_rate
         self.seconds_per_byte = 1.0 / rate if rate else 0.0
@@ -216,7 +213,7 @@ class HTTP1Protocol:
             self.bytes_in += len(data)
         if self.phase == HEAD:
             self.head_bytes += len(data)
-            if self.head_bytes > self.head_limit:
+            if self.head_bytes > self.line_limit + self.header_count_limit * (self.header_size_limit + 4):
                 self.refuse(431, "Request header fields too large")
                 return
         try:
@@ -310,15 +307,14 @@ class HTTP1Protocol:
 
     def on_url(self, url: bytes) -> None:
         self.url += url
-        if len(self.url) > self.settings.limit_request_line:
+        if len(self.url) > self.line_limit:
             raise RequestError(414, "Request-URI too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         headers = self.headers
-        settings = self.settings
-        if len(headers) >= settings.limit_request_headers:
+        if len(headers) >= self.header_count_limit:
             raise RequestError(431, "Too many request header fields")
-        if len(name) + len(value) > settings.limit_request_header_size:
+        if len(name) + len(value) > self.header_size_limit:
             raise RequestError(431, "Request header field too large")
         if value and value[-1] in OWS:
             value = field_value(value)

@@ -53,6 +53,24 @@ def switching_protocols(default_headers: bytes, headers: Headers) -> bytes:
     return b"".join([STATUS_LINES[101], default_headers, *field_lines(headers), b"\r\n"])
 
 
+_LENGTHS: dict[bytes, int] = {}  # Content-Length values already read (bounded): a repeated one is a lookup
+_LENGTHS_MAX = 256
+
+
+def declared_length(value: bytes) -> int:
+    """A response's Content-Length value as a number, or -1 unless it is ASCII digits (RFC 9110 8.6).
+
+    Remembered in _LENGTHS (up to _LENGTHS_MAX values), which ResponseWriter.head looks in first:
+    isdigit() and int() were two Python calls per response that declares its length.
+    """
+    if not value.isdigit():  # bytes.isdigit: ASCII digits only
+        return -1
+    length = int(value)
+    if len(_LENGTHS) < _LENGTHS_MAX:
+        _LENGTHS[value] = length
+    return length
+
+
 class ResponseWriter:
     """Frames the response in progress; `reset` starts the next one.
 
@@ -87,6 +105,7 @@ class ResponseWriter:
         chunked = False
         kinds = name_kinds
         good_values = checked_values
+        lengths = _LENGTHS
         for name, value in headers:
             kind = kinds.get(name)
             if kind is None:
@@ -95,9 +114,12 @@ class ResponseWriter:
                 check_header_value(value)
             if kind:
                 if kind == CONTENT_LENGTH:
-                    if not value.isdigit() or expected is not None:
+                    declared = lengths.get(value)
+                    if declared is None:
+                        declared = declared_length(value)
+                    if declared < 0 or expected is not None:
                         raise RuntimeError(f"Invalid Content-Length {value!r} in response.")
-                    expected = int(value)
+                    expected = declared
                 elif kind == TRANSFER_ENCODING:
                     if value.lower() != b"chunked":
                         raise RuntimeError(f"Unsupported Transfer-Encoding {value!r} in response.")

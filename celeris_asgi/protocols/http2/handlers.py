@@ -60,7 +60,7 @@ class H2Cycle(RequestCycle):
     def __init__(
         self, scope: HTTPScope, conn: HTTP2Protocol, stream_id: int, body_complete: bool, start_time: float
     ) -> None:
-        super().__init__(scope, conn, False, body_complete, start_time)
+        self.prepare(scope, conn, False, body_complete, start_time)
         self.conn = conn
         self.stream_id = stream_id
         self.drain_waiter: asyncio.Future[None] | None = None

@@ -3,20 +3,17 @@
 # transport.set_protocol, for the h2c upgrade, takes any object with the protocol's methods).
 cimport cython
 
-from celeris_asgi.cycle cimport build_scope
-from celeris_asgi.metrics cimport Metrics
+from celeris_asgi.cycle cimport CycleOwner, RequestCycle, build_scope
 
 from .connection cimport H2Connection
 from .handlers cimport H2Cycle
 
+cdef frozenset _NO_BODY_STATUS
 
-cdef class HTTP2Protocol:
+
+cdef class HTTP2Protocol(CycleOwner):
     cdef public object addresses  # (server, client) from a PROXY header, or None
-    cdef public object settings
-    cdef public object state
-    cdef public object loop
     cdef public object access_log
-    cdef public Metrics metrics  # None with metrics off
     cdef public object tracer  # a FrameTrace at --log-level trace, else None
     cdef public H2Connection engine
     cdef public object transport
@@ -41,13 +38,20 @@ cdef class HTTP2Protocol:
     cpdef void schedule_flush(self) except *
     cpdef void receive(self, object data) except *
     cpdef void start_cycle(self, H2Cycle cycle) except *
+    cpdef object target(self, object head)
 
-    # The cycle's owner side: C methods with the cycle typed (a Python caller still reaches them).
-    @cython.locals(engine=H2Connection, sid=Py_ssize_t, end=bint)
-    cpdef bint write_head(self, H2Cycle cycle, object status, object headers, object body, bint more_body) except? -1
-
-    @cython.locals(end=bint)
-    cpdef bint write_body(self, H2Cycle cycle, object body, bint more_body) except? -1
-
-    @cython.locals(sid=Py_ssize_t, streams=dict, engine=H2Connection)
-    cpdef void cycle_done(self, H2Cycle cycle) except *
+    # The cycle's owner side: CycleOwner's C methods; `cycle` is the request as an H2Cycle.
+    @cython.locals(cycle=H2Cycle, engine=H2Connection, sid=Py_ssize_t, end=bint)
+    cpdef bint write_head(self, RequestCycle request, object status, object headers, object body, bint more_body) except -1
+    @cython.locals(cycle=H2Cycle, end=bint)
+    cpdef bint write_body(self, RequestCycle request, object body, bint more_body) except -1
+    @cython.locals(cycle=H2Cycle)
+    cpdef bint write_trailers(self, RequestCycle request, object headers) except -1
+    @cython.locals(cycle=H2Cycle)
+    cpdef void write_informational(self, RequestCycle request, object status, object headers) except *
+    @cython.locals(cycle=H2Cycle)
+    cpdef void body_consumed(self, RequestCycle request, Py_ssize_t nbytes) except *
+    @cython.locals(cycle=H2Cycle)
+    cpdef void abort_response(self, RequestCycle request) except *
+    @cython.locals(cycle=H2Cycle, sid=Py_ssize_t, streams=dict, engine=H2Connection)
+    cpdef void cycle_done(self, RequestCycle request) except *
