@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import math
 import os
 import random
 import signal
@@ -100,7 +101,7 @@ class Server:
         self.max_requests: int | None = None
         if config.limit_max_requests is not None:
             self.max_requests = config.limit_max_requests + random.randint(0, config.limit_max_requests_jitter)
-        self.last_notified = 0.0
+        self.last_notified = -math.inf  # the first notify() always goes out
         self.started_at = 0.0
 
     @property
@@ -170,9 +171,7 @@ class Server:
         self.started_at = time.monotonic()
         # Heartbeat at once: a supervising master counts this worker as serving from its first
         # accepted connection, not from the first tick, so a request that kills it is a death.
-        if config.callback_notify is not None:
-            self.last_notified = self.started_at
-            config.callback_notify()
+        self.notify(self.started_at)
         error_logger.info("Celeris is using the %s core", core)
         for sock in sockets:
             self.log_listening(sock)
