@@ -94,6 +94,35 @@ def serve() -> Iterator[Callable[..., RunningServer]]:
         yield start
 
 
+class MetricsLineCatcher(logging.Handler):
+    """Collects the ports that "Metrics on http://127.0.0.1:PORT/metrics" lines report."""
+
+    LINE = re.compile(r"Metrics on http://127\.0\.0\.1:(\d+)/metrics")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ports: list[int] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if match := self.LINE.search(record.getMessage()):
+            self.ports.append(int(match[1]))
+
+
+def metered(serve: Callable[..., RunningServer], app: Any, **settings: Any) -> tuple[RunningServer, int]:
+    """A server with --metrics-address 127.0.0.1:0: (server, metrics port). The port is the one the
+    server's own start-up line reports, so no other process can take it between a pick and the bind."""
+    settings.setdefault("log_level", "info")  # the "Metrics on" line is an INFO line
+    catcher = MetricsLineCatcher()
+    logger = logging.getLogger("celeris.error")
+    logger.addHandler(catcher)
+    try:
+        server = serve(app, metrics_address="127.0.0.1:0", **settings)  # returns once start-up has logged
+    finally:
+        logger.removeHandler(catcher)
+    assert len(catcher.ports) == 1, f"expected one 'Metrics on' line, got ports {catcher.ports}"
+    return server, catcher.ports[0]
+
+
 @pytest.fixture(scope="session")
 def ca() -> trustme.CA:
     """The test CA that signs the server certificate of `cert_files` (the client trusts it)."""
