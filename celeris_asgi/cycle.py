@@ -19,6 +19,7 @@ import os
 import stat
 import sys
 from collections.abc import Awaitable, Coroutine, Generator
+from time import perf_counter
 from typing import TYPE_CHECKING, Any, cast
 
 from celeris_asgi.asgi_types import ASGIVersions
@@ -336,7 +337,7 @@ class RequestCycle:
                 metrics.request_finished(self.scope["http_version"], self.scope["method"], 503, 0.0)
             return
         if metrics is not None and not self.start_time:
-            self.start_time = owner.loop.time()  # the owner sets it at the head when it times requests
+            self.start_time = perf_counter()  # the owner sets it at the head when it times requests
         self.task = start_app_task(state, self.run(settings.app), owner.loop, eager=eager)
 
     def respond_error(self, status: int, reason: str) -> None:
@@ -357,7 +358,7 @@ class RequestCycle:
         """One access-log line for a response that started (call when the exchange is over)."""
         if self.phase != PENDING:
             owner = self.owner
-            duration = owner.loop.time() - self.start_time
+            duration = perf_counter() - self.start_time
             owner.settings.access_log.log(
                 self.scope,  # type: ignore[arg-type]
                 self.status,
@@ -429,7 +430,7 @@ class RequestCycle:
             metrics = owner.metrics
             if metrics is not None:
                 scope = self.scope
-                duration = owner.loop.time() - self.start_time
+                duration = perf_counter() - self.start_time
                 metrics.request_finished(scope["http_version"], scope["method"], self.status, duration)
             owner.cycle_done(self)
             owner.state.tasks.discard(self.task)

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 
 from celeris_asgi.config import Config
 from celeris_asgi.server import Server
+from tests.rawhttp import read_until_close
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -94,6 +95,35 @@ def serve() -> Iterator[Callable[..., RunningServer]]:
         yield start
 
 
+class MetricsLineCatcher(logging.Handler):
+    """Collects the ports that "Metrics on http://127.0.0.1:PORT/metrics" lines report."""
+
+    LINE = re.compile(r"Metrics on http://127\.0\.0\.1:(\d+)/metrics")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ports: list[int] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if match := self.LINE.search(record.getMessage()):
+            self.ports.append(int(match[1]))
+
+
+def metered(serve: Callable[..., RunningServer], app: Any, **settings: Any) -> tuple[RunningServer, int]:
+    """A server with --metrics-address 127.0.0.1:0: (server, metrics port). The port is the one the
+    server's own start-up line reports, so no other process can take it between a pick and the bind."""
+    settings.setdefault("log_level", "info")  # the "Metrics on" line is an INFO line
+    catcher = MetricsLineCatcher()
+    logger = logging.getLogger("celeris.error")
+    logger.addHandler(catcher)
+    try:
+        server = serve(app, metrics_address="127.0.0.1:0", **settings)  # returns once start-up has logged
+    finally:
+        logger.removeHandler(catcher)
+    assert len(catcher.ports) == 1, f"expected one 'Metrics on' line, got ports {catcher.ports}"
+    return server, catcher.ports[0]
+
+
 @pytest.fixture(scope="session")
 def ca() -> trustme.CA:
     """The test CA that signs the server certificate of `cert_files` (the client trusts it)."""
@@ -120,19 +150,14 @@ def cert_files(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> dict
     return {name: str(path) for name, path in paths.items()}
 
 
-def raw_exchange(port: int, data: bytes, timeout: float = 3.0, wait_close: bool = True) -> bytes:
-    """Send raw bytes; read until the server closes (or, with wait_close False, until quiet)."""
+def raw_exchange(port: int, data: bytes, timeout: float = 5.0) -> bytes:
+    """Send raw bytes on a new connection; read until the server closes it, which must happen within
+    `timeout`. An answer on a connection the server keeps open: tests.rawhttp.first_response."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(data)
-        chunks = []
-        sock.settimeout(timeout if wait_close else 0.5)
-        with contextlib.suppress(TimeoutError, ConnectionResetError):
-            while True:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-        return b"".join(chunks)
+        raw, closed = read_until_close(sock, timeout)
+    assert closed, f"the server kept the connection open after: {raw[:300]!r}"
+    return raw
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 3.0) -> None:

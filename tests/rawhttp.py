@@ -128,6 +128,14 @@ def read_responses(
         data += chunk
 
 
+def first_response(port: int, data: bytes, timeout: float = 5.0) -> RawResponse:
+    """Send `data` on a new connection; the first complete response, as soon as it is in (the server
+    may keep the connection open: nothing waits for a close)."""
+    with connect(port, timeout) as sock:
+        sock.sendall(data)
+        return read_responses(sock, 1, timeout)[0]
+
+
 def connect(port: int, timeout: float = 3.0) -> socket.socket:
     return socket.create_connection(("127.0.0.1", port), timeout=timeout)
 

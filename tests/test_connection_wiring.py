@@ -9,7 +9,7 @@ import socket
 import pytest
 
 from tests.apps import hello
-from tests.conftest import raw_exchange, wait_for
+from tests.conftest import metered, raw_exchange, wait_for
 from tests.rawhttp import parse_responses, read_until_close
 from tests.test_dropin import APP, celeris_processes
 from tests.test_metrics import sample, scrape
@@ -100,19 +100,12 @@ def test_info_logs_no_connection_events(celeris):
 # ----- metrics counted by the connection layer -----------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def traffic(text: str) -> tuple[float, float]:
     return sample(text, "celeris_received_bytes_total"), sample(text, "celeris_sent_bytes_total")
 
 
 def test_connections_bytes_and_refusals_are_counted(serve):
-    metrics_port = free_port()
-    server = serve(hello, metrics_address=f"127.0.0.1:{metrics_port}")
+    server, metrics_port = metered(serve, hello)
     request = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
     held = socket.create_connection(("127.0.0.1", server.port), timeout=5)  # stays open across a tick
     try:

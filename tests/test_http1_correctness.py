@@ -9,9 +9,9 @@ refused requests and aborted responses.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
+import queue
 import socket
 import subprocess
 import threading
@@ -71,12 +71,29 @@ def test_declined_upgrade_keeps_its_body_and_the_connection(serve, request_bytes
 
 
 def test_declined_upgrade_body_split_across_reads(serve):
-    server = serve(echo)
+    """The head, the chunk and the last chunk each in a read of its own: the next part goes out only
+    once the app has seen the one before (the upgrade point is the end of the head's read)."""
+    seen: queue.Queue[bytes] = queue.Queue()  # b"" when the app starts, then each body part it receives
+
+    async def noting_echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        async def noted_receive() -> dict[str, Any]:
+            message = await receive()
+            seen.put(message.get("body", b""))
+            return message  # type: ignore[no-any-return]
+
+        seen.put(b"")
+        await echo(scope, noted_receive, send)
+
+    def wait_seen(part: bytes) -> None:
+        while seen.get(timeout=5) != part:
+            pass
+
+    server = serve(noting_echo)
     with connect(server.port, timeout=10) as sock:
         sock.sendall(head(*UPGRADE_FOO, b"Transfer-Encoding: chunked"))
-        time.sleep(0.05)  # the head alone first: the upgrade point is the end of this read
+        wait_seen(b"")
         sock.sendall(b"5\r\nhello\r\n")
-        time.sleep(0.05)
+        wait_seen(b"hello")
         sock.sendall(b"0\r\n\r\n" + FOLLOWER)
         first, second = read_responses(sock, 2, timeout=10)
     assert (first.body, second.status) == (b"hello", 200)
@@ -242,9 +259,8 @@ def test_server_made_503_and_500_carry_date_and_server(serve):
         if scope["path"] == "/fail":
             raise RuntimeError("boom")
         started.set()
-        await asyncio.sleep(2)
-        await send({"type": "http.response.start", "status": 204})
-        await send({"type": "http.response.body"})
+        while (await receive())["type"] != "http.disconnect":  # holds the only slot until the client leaves
+            pass
 
     with connect(serve(app).port) as sock:
         sock.sendall(head(method=b"GET", target=b"/fail"))

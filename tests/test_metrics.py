@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from celeris_asgi.metrics import Metrics, parse_address, render_single, scrape_response
-from tests.conftest import RunningServer
+from celeris_asgi.metrics import Metrics, render_single, scrape_response
+from tests.conftest import metered
 from tests.test_supervisor import PID_APP, Load, fetch, supervisor, wait_until, worker_pids
 
 
@@ -121,18 +121,14 @@ async def failing_app(scope: dict, receive: object, send: object) -> None:
 
 @pytest.mark.timeout(20)
 def test_one_server_serves_its_own_scrape_with_status_classes_and_app_exceptions(serve: object) -> None:
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    address = f"127.0.0.1:{listener.getsockname()[1]}"
-    listener.close()
-    server: RunningServer = serve(failing_app, metrics_address=address)  # type: ignore[operator]
+    server, metrics = metered(serve, failing_app)  # type: ignore[arg-type]
     with httpx.Client(base_url=server.url, http1=False, http2=True) as client:  # prior knowledge
         assert client.get("/").status_code == 200
         assert client.get("/missing").status_code == 404
         assert client.post("/boom").status_code == 500
     with httpx.Client(base_url=server.url) as client:
         assert client.request("PURGE", "/").status_code == 200
-    text = scrape(parse_address(address)[1])
+    text = scrape(metrics)
     assert sample(text, "celeris_requests_total", protocol="h2", method="GET", status="2xx") == 1
     assert sample(text, "celeris_requests_total", protocol="h2", method="GET", status="4xx") == 1
     assert sample(text, "celeris_requests_total", protocol="h2", method="POST", status="5xx") == 1
@@ -163,11 +159,7 @@ def test_limit_concurrency_503_is_a_server_response(serve: object) -> None:
         await send({"type": "http.response.start", "status": 200})  # type: ignore[operator]
         await send({"type": "http.response.body", "body": b""})  # type: ignore[operator]
 
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    metrics = listener.getsockname()[1]
-    listener.close()
-    server: RunningServer = serve(slow, metrics_address=f"127.0.0.1:{metrics}", limit_concurrency=1)  # type: ignore[operator]
+    server, metrics = metered(serve, slow, limit_concurrency=1)  # type: ignore[arg-type]
     holder = threading.Thread(target=lambda: httpx.get(server.url + "/hold", timeout=10))
     holder.start()
     try:

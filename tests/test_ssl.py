@@ -12,9 +12,8 @@ import pytest
 
 from celeris_asgi.config import Config, ConfigError
 from tests.apps import scope_json
-from tests.conftest import wait_for
+from tests.conftest import metered, wait_for
 from tests.rawhttp import read_until_close
-from tests.test_connection_wiring import free_port
 from tests.test_metrics import sample, scrape
 
 pytestmark = pytest.mark.timeout(20)
@@ -132,13 +131,8 @@ GARBAGE = b"\x00\x03\x03\x00\x10" + bytes(range(16))
 
 def test_failed_handshakes_are_counted_logged_and_the_server_serves_on(serve, cert_files, caplog):
     caplog.set_level(logging.DEBUG, logger="celeris.error")
-    metrics = free_port()
-    server = serve(
-        scope_json,
-        ssl_certfile=cert_files["cert"],
-        ssl_keyfile=cert_files["key"],
-        metrics_address=f"127.0.0.1:{metrics}",
-        log_level="debug",
+    server, metrics = metered(
+        serve, scope_json, ssl_certfile=cert_files["cert"], ssl_keyfile=cert_files["key"], log_level="debug"
     )
     socket.create_connection(("127.0.0.1", server.port), timeout=5).close()  # a TCP probe: not a TLS failure
     for data in (b"GET / HTTP/1.1\r\nHost: t\r\n\r\n", GARBAGE):

@@ -26,6 +26,7 @@ from websockets.sync.client import connect as sync_connect
 from celeris_asgi.protocols import websocket as websocket_module
 from tests.apps import until_set
 from tests.conftest import raw_exchange, response_status
+from tests.rawhttp import first_response
 from tests.test_cli import one_error_line, run_cli
 
 pytestmark = pytest.mark.timeout(15)
@@ -613,15 +614,15 @@ async def http_or_ws(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 def test_ws_none_serves_upgrade_requests_as_plain_http(serve):
     server = serve(http_or_ws, ws="none")
-    raw = raw_exchange(server.port, upgrade_request())
-    assert response_status(raw) == 200 and raw.endswith(b"http")
+    response = first_response(server.port, upgrade_request())
+    assert (response.status, response.body) == (200, b"http")
 
 
 def test_without_the_websockets_library_upgrades_are_plain_http(serve, monkeypatch):
     monkeypatch.setattr(websocket_module, "ServerProtocol", None)
     server = serve(http_or_ws)
-    raw = raw_exchange(server.port, upgrade_request())
-    assert response_status(raw) == 200 and raw.endswith(b"http")
+    response = first_response(server.port, upgrade_request())
+    assert (response.status, response.body) == (200, b"http")
 
 
 def test_ws_websockets_without_the_library_is_one_error_line_and_ws_auto_still_serves(cli, tmp_path):
@@ -635,8 +636,8 @@ def test_ws_websockets_without_the_library_is_one_error_line_and_ws_auto_still_s
     assert line.startswith("celeris: error: --ws websockets needs the websockets library"), line
     assert "pip install" in line
     process = cli("tests.cli_apps:app", "--port", "0", "--ws", "auto", env=env)
-    raw = raw_exchange(process.port, upgrade_request())
-    assert response_status(raw) == 200 and raw.endswith(b"ok")
+    response = first_response(process.port, upgrade_request())
+    assert (response.status, response.body) == (200, b"ok")
 
 
 def test_starlette_websocket_endpoint(serve):

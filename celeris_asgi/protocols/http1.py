@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from time import perf_counter
 from typing import TYPE_CHECKING, cast
 
 import httptools
@@ -369,7 +370,7 @@ class HTTP1Protocol(CycleOwner):
             self,
             self.expect_continue and version == "1.1",
             has_no_body(self.transfer_encoding, content_length),  # the app's first receive() need not wait
-            self.loop.time() if self.timing else 0.0,
+            perf_counter() if self.timing else 0.0,
         )
         keep_alive = parser.should_keep_alive() and not state.shutting_down
         self.parsing = cycle

@@ -18,6 +18,7 @@ import asyncio
 import os
 from collections import deque
 from collections.abc import Sequence
+from time import perf_counter
 from typing import TYPE_CHECKING, Any, Protocol
 
 from celeris_asgi.cycle import ASGI_VERSIONS, ClientDisconnected, admit, start_app_task
@@ -197,7 +198,7 @@ class WebSocketSession:
         self.scope: HTTPScope | WebSocketScope = http_scope  # until start() swaps in the websocket scope
         self.accept_headers: list[tuple[bytes, bytes]] = []
         self.access_log = settings.access_log
-        self.start_time = loop.time()
+        self.start_time = perf_counter()
         self.task: asyncio.Task[None] | None = None  # the app's task, which removes itself from state.tasks
         self.phase = _CONNECTING
         self.connect_sent = False
@@ -291,7 +292,7 @@ class WebSocketSession:
 
     def log_access(self, status: int) -> None:
         if self.access_log.enabled:
-            duration = self.loop.time() - self.start_time
+            duration = perf_counter() - self.start_time
             self.access_log.log({**self.scope, "method": self.method}, status, [], 0, duration)
 
     # ----- the ASGI side -------------------------------------------------------------------

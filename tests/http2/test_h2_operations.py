@@ -13,10 +13,10 @@ import pytest
 from hyperframe.frame import DataFrame, GoAwayFrame, RstStreamFrame
 
 from celeris_asgi.protocols.http2 import frames as f
-from tests.conftest import RunningServer, wait_for
+from tests.conftest import metered, wait_for
 from tests.http2.h2util import PREFACE, FrameSocket, H2Socket, frame, header_block, parse_frames
 from tests.rawhttp import read_until_close
-from tests.test_connection_wiring import H2C_UPGRADE, PEER, free_port
+from tests.test_connection_wiring import H2C_UPGRADE, PEER
 from tests.test_dropin import APP, celeris_processes
 from tests.test_metrics import sample, scrape
 
@@ -48,12 +48,6 @@ class HoldApp:
     def release(self) -> None:
         assert self.loop is not None and self.released is not None
         self.loop.call_soon_threadsafe(self.released.set)
-
-
-def metered(serve: Any, app: Any, **settings: Any) -> tuple[RunningServer, int]:
-    """A server with --metrics-address on a free port: (server, metrics port)."""
-    port = free_port()
-    return serve(app, metrics_address=f"127.0.0.1:{port}", **settings), port
 
 
 def streams_open(metrics_port: int) -> float:

@@ -80,7 +80,7 @@ def test_streams_reset_in_the_same_write_free_their_slots(serve, resets):
 
 def test_a_reset_stream_whose_app_still_runs_holds_no_slot(serve):
     STARTED.clear()
-    server = serve(app)
+    server = serve(app, timeout_graceful_shutdown=0.1)  # the stop cancels the apps still sleeping
     conn = connect(server.port)
     slow = open_slow(conn, 100, reset=False)  # the server's limit: 100 streams
     conn.flush()

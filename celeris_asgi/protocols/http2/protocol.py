@@ -16,6 +16,7 @@ logs them as frames. Both are None otherwise: one check each per read and per wr
 from __future__ import annotations
 
 import asyncio
+from time import perf_counter
 from typing import TYPE_CHECKING, cast
 
 from celeris_asgi.cycle import COMPLETE, CycleOwner, Endpoint, RequestCycle, build_scope
@@ -135,7 +136,7 @@ class HTTP2Protocol(CycleOwner):
         scope["http_version"] = "2"
         scope["extensions"] = self.endpoint.extensions
         length = next((int(v) for k, v in scope["headers"] if k == b"content-length"), 0)
-        cycle = H2Cycle(scope, self, 1, not length, self.loop.time() if self.access_log.enabled else 0.0)
+        cycle = H2Cycle(scope, self, 1, not length, perf_counter() if self.access_log.enabled else 0.0)
         self.upgrade_body_left = length
         limit = self.settings.limit_request_body
         if limit is not None and length > limit:
@@ -314,7 +315,7 @@ class HTTP2Protocol(CycleOwner):
             self.streams[stream_id] = websocket
             websocket.start(end_stream)
             return
-        cycle = H2Cycle(scope, self, stream_id, end_stream, self.loop.time() if self.access_log.enabled else 0.0)
+        cycle = H2Cycle(scope, self, stream_id, end_stream, perf_counter() if self.access_log.enabled else 0.0)
         limit = settings.limit_request_body
         if limit is not None and head.content_length is not None and head.content_length > limit:
             self.refuse_too_large(cycle)
