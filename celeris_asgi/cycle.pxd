@@ -38,7 +38,9 @@ cdef class Endpoint:
 
 cdef object _Task
 
-@cython.locals(app_state=dict)
+cdef dict _SCOPE_TEMPLATE
+
+@cython.locals(app_state=dict, scope=dict)
 cpdef object build_scope(object settings, ServerState state, Endpoint endpoint, object http_version, object method,
                          object path, object raw_path, object query_string, object headers)
 cpdef bint admit(ServerState state, object settings) except? -1
