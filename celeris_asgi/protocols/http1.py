@@ -380,7 +380,9 @@ class HTTP1Protocol(CycleOwner):
         content_length = self.content_length
         if content_length is not None:
             check_declared_length(content_length, settings.limit_request_body)
-        cycle = RequestCycle(
+        # __new__ and prepare(): compiled, two C calls where calling the class parsed its arguments.
+        cycle = RequestCycle.__new__(RequestCycle)
+        cycle.prepare(
             scope,
             self,
             self.expect_continue and version == "1.1",
