@@ -179,8 +179,13 @@ def build_scope(
     raw_path: bytes,
     query_string: bytes,
     headers: Headers,
+    proxy_headers: bool = True,
 ) -> HTTPScope:
-    """The ASGI http scope of one request; path and raw_path are the target's, before root_path."""
+    """The ASGI http scope of one request; path and raw_path are the target's, before root_path.
+
+    proxy_headers=False: the caller saw that no header name holds "forwarded", so a trusted proxy's
+    rules (which read only such fields) would leave the scope as it is: they are not run.
+    """
     root_path = settings.root_path
     app_state = state.app_state  # compiled: a C dict, copied without a method call
     scope = _SCOPE_TEMPLATE.copy()
@@ -200,7 +205,7 @@ def build_scope(
     scope["state"] = app_state.copy()
     scope["extensions"] = endpoint.extensions
     proxy = endpoint.proxy
-    if proxy is not None:
+    if proxy is not None and proxy_headers:
         return proxy.rewrite(scope)
     return scope
 

@@ -66,6 +66,8 @@ cdef class HTTP1Protocol(CycleOwner):
     cdef public bint access_logging
     cdef public bint expect_continue
     cdef public bint keep_alive_asked
+    cdef public bint trusts_proxy
+    cdef public bint forwarded
     cdef public int phase
     cdef public bint timing  # metrics on: the request duration starts at the head
     cdef public bint trace  # main's --log-level trace switch, as metrics

@@ -74,6 +74,7 @@ class HTTP1Protocol(CycleOwner):
         "endpoint",
         "expect_continue",
         "flow",
+        "forwarded",
         "head_bytes",
         "header_count_limit",
         "header_size_limit",
@@ -98,6 +99,7 @@ class HTTP1Protocol(CycleOwner):
         "trace",
         "transfer_encoding",
         "transport",
+        "trusts_proxy",
         "upgrade",
         "url",
         "writer",
@@ -141,6 +143,8 @@ class HTTP1Protocol(CycleOwner):
         self.head_bytes = 0
         self.host_count = 0
         self.keep_alive_asked = False  # a Connection (or Proxy-Connection) field may hold "keep-alive"
+        self.trusts_proxy = False  # the peer is a trusted proxy (see connection_made)
+        self.forwarded = False  # with trusts_proxy: a header name holds "forwarded" (build_scope's proxy_headers)
         self.expect_continue = False
         self.transfer_encoding: bytes | None = None
         self.content_length: bytes | None = None
@@ -166,6 +170,7 @@ class HTTP1Protocol(CycleOwner):
         scheme = "https" if transport.get_extra_info("sslcontext") else "http"
         server, client = self.addresses or (server_address(transport), client_address(transport))
         self.endpoint = Endpoint(server, client, scheme, self.settings.proxy, tls_extension(transport))
+        self.trusts_proxy = self.endpoint.proxy is not None
         self.deadline = self.state.now + self.timeout_request_header  # the first request's head
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -304,6 +309,7 @@ class HTTP1Protocol(CycleOwner):
         self.head_bytes = 0
         self.host_count = 0
         self.keep_alive_asked = False
+        self.forwarded = False
         self.expect_continue = False
         self.transfer_encoding = None
         self.content_length = None
@@ -344,6 +350,8 @@ class HTTP1Protocol(CycleOwner):
             self.upgrade = value.lower()
         elif (name == b"connection" or name == b"proxy-connection") and b"keep-alive" in value.lower():
             self.keep_alive_asked = True  # the HTTP version must be asked (see on_headers_complete)
+        elif self.trusts_proxy and b"forwarded" in name:  # every proxy header's name holds it
+            self.forwarded = True
 
     def on_headers_complete(self) -> None:
         parser = self.parser
@@ -359,7 +367,9 @@ class HTTP1Protocol(CycleOwner):
         path, raw_path, query_string = request_target(self.url, method)
         settings = self.settings
         state = self.state
-        scope = build_scope(settings, state, self.endpoint, version, method, path, raw_path, query_string, self.headers)
+        scope = build_scope(
+            settings, state, self.endpoint, version, method, path, raw_path, query_string, self.headers, self.forwarded
+        )
         if self.trace:
             self.trace_event("request head parsed: %s %s HTTP/%s", method, path, version)
         if self.upgrade is not None and self.cycle is None:
