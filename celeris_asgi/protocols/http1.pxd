@@ -25,6 +25,7 @@ cdef Py_ssize_t _BATCH_WRITES
 cdef int IDLE, HEAD, BODY, RESPONDING, CLOSING  # C copies of http1_phase.py's values, set by its import
 cdef dict METHODS  # http1_request.py's objects, as C globals set by its import
 cdef set GOOD_HOSTS
+cdef bytes LAST_HOST
 
 
 # Not @cython.final: Cython refuses a final class's overrides of its base's cpdef methods.
