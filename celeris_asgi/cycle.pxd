@@ -38,9 +38,12 @@ cdef class Endpoint:
 
 cdef object _Task
 
-@cython.locals(app_state=dict)
+cdef dict _SCOPE_TEMPLATE
+
+@cython.locals(app_state=dict, scope=dict)
 cpdef object build_scope(object settings, ServerState state, Endpoint endpoint, object http_version, object method,
-                         object path, object raw_path, object query_string, object headers)
+                         object path, object raw_path, object query_string, object headers,
+                         bint proxy_headers=*)
 cpdef bint admit(ServerState state, object settings) except? -1
 cpdef object start_app_task(ServerState state, object coro, object loop, bint eager=*)
 

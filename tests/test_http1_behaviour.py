@@ -101,6 +101,43 @@ def test_rfc9112_9_3_http_1_0_keep_alive_when_asked(serve):
     assert parse_responses(raw)[0][0].header(b"connection") == b"close"
 
 
+@pytest.mark.parametrize(
+    ("version", "connection", "persists"),
+    [
+        ("1.0", None, False),
+        ("1.0", "Connection: keep-alive", True),
+        ("1.0", "Proxy-Connection: Keep-Alive", True),
+        ("1.0", "Connection: close", False),
+        ("1.1", None, True),
+        ("1.1", "Connection: keep-alive", True),
+        ("1.1", "Connection: close", False),
+    ],
+)
+def test_scope_http_version_is_the_request_lines_whatever_its_connection_field(serve, version, connection, persists):
+    """The server may infer the version from the parser's keep-alive answer: it must stay the request line's."""
+    versions: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            versions.append(scope["http_version"])
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"ok"})
+
+    server = serve(app)
+    headers = ["Host: t"] if connection is None else ["Host: t", connection]
+    with connect(server.port) as sock:
+        sock.sendall(req("GET", "/", *headers, version=version))
+        (response,) = read_responses(sock, 1)
+        if persists:
+            sock.sendall(req("GET", "/", *headers, version=version))
+            read_responses(sock, 1)
+        else:
+            _, closed = read_until_close(sock)
+            assert closed
+    assert response.status == 200
+    assert versions == [version] * (2 if persists else 1)
+
+
 def test_rfc9112_9_6_connection_close_from_client_is_honoured(serve):
     server = serve(hello)
     raw, closed = exchange(server.port, req("GET", "/", "Connection: close") + req())

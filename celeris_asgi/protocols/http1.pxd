@@ -25,6 +25,7 @@ cdef Py_ssize_t _BATCH_WRITES
 cdef int IDLE, HEAD, BODY, RESPONDING, CLOSING  # C copies of http1_phase.py's values, set by its import
 cdef dict METHODS  # http1_request.py's objects, as C globals set by its import
 cdef set GOOD_HOSTS
+cdef bytes LAST_HOST
 
 
 # Not @cython.final: Cython refuses a final class's overrides of its base's cpdef methods.
@@ -53,6 +54,9 @@ cdef class HTTP1Protocol(CycleOwner):
     cdef public object pipeline
     cdef public Py_ssize_t requests_started
     cdef public double seconds_per_byte
+    cdef public double timeout_keep_alive  # the settings' timeouts, read per request
+    cdef public double timeout_request_body
+    cdef public double timeout_request_header
     cdef public object switch
     cdef public object transfer_encoding
     cdef public object transport
@@ -62,6 +66,9 @@ cdef class HTTP1Protocol(CycleOwner):
     # the 4-byte fields together, where alone each took 8
     cdef public bint access_logging
     cdef public bint expect_continue
+    cdef public bint keep_alive_asked
+    cdef public bint trusts_proxy
+    cdef public bint forwarded
     cdef public int phase
     cdef public bint timing  # metrics on: the request duration starts at the head
     cdef public bint trace  # main's --log-level trace switch, as metrics
@@ -72,7 +79,7 @@ cdef class HTTP1Protocol(CycleOwner):
     cpdef on_url(self, bytes url)
     @cython.locals(headers=list)
     cpdef on_header(self, bytes name, bytes value)
-    @cython.locals(content_length=object, keep_alive=bint, state=ServerState, cycle=RequestCycle)
+    @cython.locals(content_length=object, keep_alive=bint, persistent=bint, state=ServerState, cycle=RequestCycle)
     cpdef on_headers_complete(self)
     @cython.locals(limit=object, cycle=RequestCycle)
     cpdef on_body(self, bytes body)

@@ -57,6 +57,9 @@ HIGH_WATER = 64 * 1024  # request body bytes buffered for the app before reading
 _BATCH_BYTES = 8192  # a write larger than this is not batched
 _BATCH_WRITES = 32  # a batch this long is written at once
 SHUTDOWN_GRACE = 1.0  # seconds a connection accepted just before shutdown may still send its request
+# The Host value last found good: requests mostly repeat it, and comparing it costs less than the
+# hash a GOOD_HOSTS lookup takes of each new value.
+LAST_HOST = b""
 
 
 class HTTP1Protocol(CycleOwner):
@@ -75,11 +78,13 @@ class HTTP1Protocol(CycleOwner):
         "endpoint",
         "expect_continue",
         "flow",
+        "forwarded",
         "head_bytes",
         "header_count_limit",
         "header_size_limit",
         "headers",
         "host_count",
+        "keep_alive_asked",
         "line_limit",
         "out",
         "parser",
@@ -91,10 +96,14 @@ class HTTP1Protocol(CycleOwner):
         "requests_started",
         "seconds_per_byte",
         "switch",
+        "timeout_keep_alive",
+        "timeout_request_body",
+        "timeout_request_header",
         "timing",
         "trace",
         "transfer_encoding",
         "transport",
+        "trusts_proxy",
         "upgrade",
         "url",
         "writer",
@@ -117,6 +126,10 @@ class HTTP1Protocol(CycleOwner):
         self.line_limit = settings.limit_request_line
         self.header_count_limit = settings.limit_request_headers
         self.header_size_limit = settings.limit_request_header_size
+        # The timeouts, read per request: C fields too (one settings read each was ~0.3k instructions).
+        self.timeout_request_header = settings.timeout_request_header
+        self.timeout_request_body = settings.timeout_request_body
+        self.timeout_keep_alive = settings.timeout_keep_alive
         # --limit-request-min-rate: a head's or body's deadline grows by this many seconds per byte received
         rate = settings.limit_request_min_rate
         self.seconds_per_byte = 1.0 / rate if rate else 0.0
@@ -133,6 +146,9 @@ class HTTP1Protocol(CycleOwner):
         self.headers: Headers = []
         self.head_bytes = 0
         self.host_count = 0
+        self.keep_alive_asked = False  # a Connection (or Proxy-Connection) field may hold "keep-alive"
+        self.trusts_proxy = False  # the peer is a trusted proxy (see connection_made)
+        self.forwarded = False  # with trusts_proxy: a header name holds "forwarded" (build_scope's proxy_headers)
         self.expect_continue = False
         self.transfer_encoding: bytes | None = None
         self.content_length: bytes | None = None
@@ -158,7 +174,8 @@ class HTTP1Protocol(CycleOwner):
         scheme = "https" if transport.get_extra_info("sslcontext") else "http"
         server, client = self.addresses or (server_address(transport), client_address(transport))
         self.endpoint = Endpoint(server, client, scheme, self.settings.proxy, tls_extension(transport))
-        self.deadline = self.state.now + self.settings.timeout_request_header  # the first request's head
+        self.trusts_proxy = self.endpoint.proxy is not None
+        self.deadline = self.state.now + self.timeout_request_header  # the first request's head
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.connections.discard(self)
@@ -295,13 +312,15 @@ class HTTP1Protocol(CycleOwner):
         self.headers = []
         self.head_bytes = 0
         self.host_count = 0
+        self.keep_alive_asked = False
+        self.forwarded = False
         self.expect_continue = False
         self.transfer_encoding = None
         self.content_length = None
         self.upgrade = None
         self.body_bytes = 0
         if self.phase == IDLE:
-            self.deadline = self.state.now + self.settings.timeout_request_header
+            self.deadline = self.state.now + self.timeout_request_header
         else:  # read ahead while a response is in progress: timed once that response is done
             self.deadline = 0.0
         self.phase = HEAD
@@ -312,6 +331,7 @@ class HTTP1Protocol(CycleOwner):
             raise RequestError(414, "Request-URI too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        global LAST_HOST
         headers = self.headers
         if len(headers) >= self.header_count_limit:
             raise RequestError(431, "Too many request header fields")
@@ -323,8 +343,10 @@ class HTTP1Protocol(CycleOwner):
         headers.append((name, value))
         if name == b"host":
             self.host_count += 1
-            if value not in GOOD_HOSTS:
-                check_host(value)
+            if value != LAST_HOST:
+                if value not in GOOD_HOSTS:
+                    check_host(value)
+                LAST_HOST = value
         elif name == b"transfer-encoding":
             self.transfer_encoding = value if self.transfer_encoding is None else self.transfer_encoding + b"," + value
         elif name == b"content-length":
@@ -333,10 +355,18 @@ class HTTP1Protocol(CycleOwner):
             self.expect_continue = value.lower() == b"100-continue"
         elif name == b"upgrade":
             self.upgrade = value.lower()
+        elif (name == b"connection" or name == b"proxy-connection") and b"keep-alive" in value.lower():
+            self.keep_alive_asked = True  # the HTTP version must be asked (see on_headers_complete)
+        elif self.trusts_proxy and b"forwarded" in name:  # every proxy header's name holds it
+            self.forwarded = True
 
     def on_headers_complete(self) -> None:
         parser = self.parser
-        version = parser.get_http_version()
+        persistent = parser.should_keep_alive()
+        # get_http_version() formats a new string per call (~2k instructions). llhttp accepts only
+        # 0.9, 1.0, 1.1 and 2.0 and keeps any version but 1.1 alive only for a "keep-alive" token in
+        # Connection or Proxy-Connection: alive without one, the request is HTTP/1.1.
+        version = "1.1" if persistent and not self.keep_alive_asked else parser.get_http_version()
         if version != "1.1" or self.transfer_encoding is not None or self.host_count != 1:
             check_head(version, self.transfer_encoding, self.host_count)
         raw_method = parser.get_method()
@@ -344,7 +374,9 @@ class HTTP1Protocol(CycleOwner):
         path, raw_path, query_string = request_target(self.url, method)
         settings = self.settings
         state = self.state
-        scope = build_scope(settings, state, self.endpoint, version, method, path, raw_path, query_string, self.headers)
+        scope = build_scope(
+            settings, state, self.endpoint, version, method, path, raw_path, query_string, self.headers, self.forwarded
+        )
         if self.trace:
             self.trace_event("request head parsed: %s %s HTTP/%s", method, path, version)
         if self.upgrade is not None and self.cycle is None:
@@ -365,17 +397,19 @@ class HTTP1Protocol(CycleOwner):
         content_length = self.content_length
         if content_length is not None:
             check_declared_length(content_length, settings.limit_request_body)
-        cycle = RequestCycle(
+        # __new__ and prepare(): compiled, two C calls where calling the class parsed its arguments.
+        cycle = RequestCycle.__new__(RequestCycle)
+        cycle.prepare(
             scope,
             self,
             self.expect_continue and version == "1.1",
             has_no_body(self.transfer_encoding, content_length),  # the app's first receive() need not wait
             perf_counter() if self.timing else 0.0,
         )
-        keep_alive = parser.should_keep_alive() and not state.shutting_down
+        keep_alive = persistent and not state.shutting_down
         self.parsing = cycle
         self.phase = BODY
-        self.deadline = self.body_deadline = state.now + settings.timeout_request_body
+        self.deadline = self.body_deadline = state.now + self.timeout_request_body
         if self.cycle is None:
             # Python 3.12+: a request without a body starts at once, so an app that does not wait answers
             # before the next request is parsed (half the CPU per pipelined request on 3.13).
@@ -393,7 +427,7 @@ class HTTP1Protocol(CycleOwner):
         limit = self.settings.limit_request_body
         if limit is not None and self.body_bytes > limit:
             raise RequestError(413, "Request body too large")
-        self.deadline = self.state.now + self.settings.timeout_request_body
+        self.deadline = self.state.now + self.timeout_request_body
         if cycle.phase == COMPLETE or cycle.disconnected:
             return  # the app is done with this request: discard the rest of its body
         cycle.feed_body(body)
@@ -411,7 +445,7 @@ class HTTP1Protocol(CycleOwner):
             return
         if self.cycle is None:
             self.phase = IDLE
-            self.deadline = self.state.now + self.settings.timeout_keep_alive
+            self.deadline = self.state.now + self.timeout_keep_alive
         else:
             self.phase = RESPONDING
             self.deadline = 0.0
@@ -464,9 +498,9 @@ class HTTP1Protocol(CycleOwner):
         phase = self.phase
         if phase == RESPONDING:
             self.phase = IDLE
-            self.deadline = state.now + self.settings.timeout_keep_alive
+            self.deadline = state.now + self.timeout_keep_alive
         elif phase == HEAD:  # the next head began while this response was in progress
-            self.deadline = state.now + self.settings.timeout_request_header
+            self.deadline = state.now + self.timeout_request_header
         self.resume_reading()
 
     def refuse(self, status: int, reason: str) -> None:
