@@ -290,6 +290,23 @@ def test_encoder_defaults_come_before_app_headers_and_unhashable_lists_work():
     ]
 
 
+def test_encoder_follows_each_new_defaults_list_and_status():
+    """The encoded status and defaults are kept for the last pair: a new second's defaults list, a
+    new status, trailers and interim responses must each still be encoded as given."""
+    encoder = Encoder()
+    decode = hpack.Decoder().decode
+    first = [(b"server", b"celeris"), (b"date", b"Sun, 06 Dec 2026 15:00:00 GMT")]
+    second = [(b"server", b"celeris"), (b"date", b"Sun, 06 Dec 2026 15:00:01 GMT")]
+    app = [(b"x-a", b"1")]
+    assert decode(encoder.encode(200, app, first), raw=True) == [(b":status", b"200"), *first, *app]
+    assert decode(encoder.encode(200, app, first), raw=True) == [(b":status", b"200"), *first, *app]
+    assert decode(encoder.encode(404, app, first), raw=True) == [(b":status", b"404"), *first, *app]
+    assert decode(encoder.encode(404, app, second), raw=True) == [(b":status", b"404"), *second, *app]
+    assert decode(encoder.encode(None, app), raw=True) == app  # trailers: no status, no defaults
+    assert decode(encoder.encode(103, app), raw=True) == [(b":status", b"103"), *app]
+    assert decode(encoder.encode(404, app, second), raw=True) == [(b":status", b"404"), *second, *app]
+
+
 def test_encoder_signals_table_size_zero_once_after_the_peer_shrinks_its_table():
     encoder = Encoder()
     encoder.set_peer_table_size(4096)

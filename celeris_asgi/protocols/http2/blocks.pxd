@@ -2,13 +2,14 @@
 cimport cython
 
 from .hpack_codec cimport Decoder
-from .validation cimport RequestHead
+from .validation cimport RequestHead, validate_request
 
 
 cdef Py_ssize_t _ITEM_MAX
 cdef Py_ssize_t _BUDGET
 
 
+@cython.final
 cdef class HeaderBlocks:
     cdef Decoder _decoder
     cdef Py_ssize_t _max_list_size

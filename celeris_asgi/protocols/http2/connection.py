@@ -19,6 +19,22 @@ from typing import TYPE_CHECKING, Any, cast
 from . import frames as f
 from .blocks import HeaderBlocks
 from .flood import EMPTY_DATA, PINGS, RESETS, SETTINGS, FloodGuard
+from .frames import (
+    CONTINUATION,
+    DATA,
+    FLAG_ACK,
+    FLAG_END_HEADERS,
+    FLAG_END_STREAM,
+    FLAG_PADDED,
+    FLAG_PRIORITY,
+    GOAWAY,
+    HEADERS,
+    PING,
+    PRIORITY,
+    PUSH_PROMISE,
+    RST_STREAM,
+    WINDOW_UPDATE,
+)
 from .sending import Sender
 from .settings import H2Settings, checked_settings
 from .stream import (
@@ -188,32 +204,32 @@ class H2Connection:
                     break
                 pos = stop
                 sid &= _MASK
-                if self._hb_stream and ftype != f.CONTINUATION:
+                if self._hb_stream and ftype != CONTINUATION:
                     raise H2ConnectionError(f.PROTOCOL_ERROR, "expected CONTINUATION")
                 if self._expect_settings:
-                    if ftype != f.SETTINGS or flags & f.FLAG_ACK:
+                    if ftype != f.SETTINGS or flags & FLAG_ACK:
                         raise H2ConnectionError(f.PROTOCOL_ERROR, "connection preface must start with SETTINGS")
                     self._expect_settings = False
                 try:
-                    if ftype == f.HEADERS:
+                    if ftype == HEADERS:
                         self._headers_frame(flags, sid, data, start, stop)
-                    elif ftype == f.DATA:
+                    elif ftype == DATA:
                         self._data_frame(flags, sid, data, start, stop)
-                    elif ftype == f.WINDOW_UPDATE:
+                    elif ftype == WINDOW_UPDATE:
                         self._window_update_frame(sid, data, start, stop)
                     elif ftype == f.SETTINGS:
                         self._settings_frame(flags, sid, data, start, stop)
-                    elif ftype == f.RST_STREAM:
+                    elif ftype == RST_STREAM:
                         self._rst_stream_frame(sid, data, start, stop)
-                    elif ftype == f.PING:
+                    elif ftype == PING:
                         self._ping_frame(flags, sid, data, start, stop)
-                    elif ftype == f.PRIORITY:
+                    elif ftype == PRIORITY:
                         self._priority_frame(sid, data, start, stop)
-                    elif ftype == f.CONTINUATION:
+                    elif ftype == CONTINUATION:
                         self._continuation_frame(flags, sid, data, start, stop)
-                    elif ftype == f.GOAWAY:
+                    elif ftype == GOAWAY:
                         self._goaway_frame(sid, stop - start)
-                    elif ftype == f.PUSH_PROMISE:
+                    elif ftype == PUSH_PROMISE:
                         raise H2ConnectionError(f.PROTOCOL_ERROR, "clients cannot push")
                     # Unknown frame types are ignored (RFC 9113 5.5).
                 except H2StreamError as exc:
@@ -231,15 +247,15 @@ class H2Connection:
         if sid == 0:
             raise H2ConnectionError(f.PROTOCOL_ERROR, "HEADERS on stream 0")
         self_dependent = False
-        if flags & (f.FLAG_PADDED | f.FLAG_PRIORITY):
-            if flags & f.FLAG_PADDED:
+        if flags & (FLAG_PADDED | FLAG_PRIORITY):
+            if flags & FLAG_PADDED:
                 if start == stop:
                     raise H2ConnectionError(f.FRAME_SIZE_ERROR, "HEADERS too short for its padding")
                 pad = data[start]
                 start += 1
             else:
                 pad = 0
-            if flags & f.FLAG_PRIORITY:
+            if flags & FLAG_PRIORITY:
                 if stop - start < 5:
                     raise H2ConnectionError(f.FRAME_SIZE_ERROR, "HEADERS too short for its priority")
                 self_dependent = _U32(data, start) & _MASK == sid
@@ -248,14 +264,14 @@ class H2Connection:
                 raise H2ConnectionError(f.PROTOCOL_ERROR, "padding longer than the HEADERS payload")
             stop -= pad
         block = data[start:stop]
-        if flags & f.FLAG_END_HEADERS:
-            self._header_block(sid, block, flags & f.FLAG_END_STREAM, self_dependent)
+        if flags & FLAG_END_HEADERS:
+            self._header_block(sid, block, flags & FLAG_END_STREAM, self_dependent)
             return
         if len(block) > self.settings.max_header_block_size:
             raise H2ConnectionError(f.ENHANCE_YOUR_CALM, "header block too large")
         self._hb_stream = sid
         self._hb_parts = [block]
-        self._hb_flags = flags | (f.FLAG_PRIORITY if self_dependent else 0)
+        self._hb_flags = flags | (FLAG_PRIORITY if self_dependent else 0)
         self._hb_size = len(block)
         self._hb_frames = 0
 
@@ -269,12 +285,12 @@ class H2Connection:
         if self._hb_size > self.settings.max_header_block_size:
             raise H2ConnectionError(f.ENHANCE_YOUR_CALM, "header block too large")
         self._hb_parts.append(data[start:stop])
-        if flags & f.FLAG_END_HEADERS:
+        if flags & FLAG_END_HEADERS:
             block = b"".join(self._hb_parts)
             self._hb_stream = 0
             self._hb_parts = []
             hb_flags = self._hb_flags
-            self._header_block(sid, block, hb_flags & f.FLAG_END_STREAM, bool(hb_flags & f.FLAG_PRIORITY))
+            self._header_block(sid, block, hb_flags & FLAG_END_STREAM, bool(hb_flags & FLAG_PRIORITY))
 
     def _header_block(self, sid: int, block: bytes, end_stream: int, self_dependent: bool) -> None:
         stream = self.streams.get(sid)
@@ -358,8 +374,8 @@ class H2Connection:
                 return
             raise H2StreamError(sid, f.STREAM_CLOSED if stream.remote_closed else f.FLOW_CONTROL_ERROR)
         stream.recv_window -= length
-        end_stream = flags & f.FLAG_END_STREAM
-        if flags & f.FLAG_PADDED:
+        end_stream = flags & FLAG_END_STREAM
+        if flags & FLAG_PADDED:
             if length == 0:
                 raise H2ConnectionError(f.FRAME_SIZE_ERROR, "DATA too short for its padding")
             pad = data[start]
@@ -410,7 +426,7 @@ class H2Connection:
     def _settings_frame(self, flags: int, sid: int, data: bytes, start: int, stop: int) -> None:
         if sid != 0:
             raise H2ConnectionError(f.PROTOCOL_ERROR, "SETTINGS on a stream")
-        if flags & f.FLAG_ACK:
+        if flags & FLAG_ACK:
             if stop != start:
                 raise H2ConnectionError(f.FRAME_SIZE_ERROR, "SETTINGS ACK with a payload")
             if not self.settings_acked:
@@ -457,7 +473,7 @@ class H2Connection:
         if stop - start != 8:
             raise H2ConnectionError(f.FRAME_SIZE_ERROR, "PING length must be 8")
         opaque = data[start:stop]
-        if flags & f.FLAG_ACK:
+        if flags & FLAG_ACK:
             if opaque == _SHUTDOWN_PING and self._shutdown_stage == 1:
                 self.finish_shutdown()
             return

@@ -3,6 +3,7 @@
 cimport cython
 
 
+@cython.final
 cdef class FloodGuard:
     cdef public list _buckets
     cdef public object _clock

@@ -1,7 +1,10 @@
 # C declarations for handlers.py, compiled by Cython in pure-Python mode (see celeris_asgi/_compiled.py).
+cimport cython
+
 from celeris_asgi.cycle cimport RequestCycle
 
 
+@cython.final
 cdef class H2Cycle(RequestCycle):
     cdef public double body_deadline
     cdef public double body_rate_start

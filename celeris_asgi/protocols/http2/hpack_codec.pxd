@@ -29,6 +29,7 @@ cdef (Py_ssize_t, Py_ssize_t) _decode_integer(bytes data, Py_ssize_t pos, Py_ssi
 cdef bytes _static_vetted(object check)
 
 
+@cython.final
 cdef class Decoder:
     cdef public list _dynamic
     cdef object _check
@@ -87,12 +88,16 @@ cdef bytes _encode_string(bytes data)
 cpdef bytes encode_field(bytes name, bytes value)
 
 
+@cython.final
 cdef class Encoder:
     cdef public dict _blocks
     cdef public dict _cache
     cdef public object _check
     cdef public bytes _prefix
     cdef public Py_ssize_t _table_size
+    cdef object _head_status
+    cdef object _head_defaults
+    cdef bytes _head_block
 
     cdef bytes _miss(self, bytes name, bytes value)
 
@@ -101,6 +106,9 @@ cdef class Encoder:
 
     @cython.locals(block=bytes)
     cdef bytes _block(self, headers)
+
+    @cython.locals(block=bytes)
+    cdef bytes _head(self, status, defaults)
 
     @cython.locals(block=bytes)
     cpdef bytes encode(self, status, headers, defaults=*)

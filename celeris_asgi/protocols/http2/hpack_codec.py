@@ -308,7 +308,16 @@ class Encoder:
     raise to refuse it; names are lowercased and connection-specific fields dropped.
     """
 
-    __slots__ = ("_blocks", "_cache", "_check", "_prefix", "_table_size")
+    __slots__ = (
+        "_blocks",
+        "_cache",
+        "_check",
+        "_head_block",
+        "_head_defaults",
+        "_head_status",
+        "_prefix",
+        "_table_size",
+    )
 
     def __init__(self, check: Callable[[bytes, bytes], None] | None = None) -> None:
         self._table_size = 4096
@@ -316,6 +325,10 @@ class Encoder:
         self._check = check
         self._cache = _FIELD_CACHES.setdefault(check, {})
         self._blocks = _BLOCK_CACHES.setdefault(check, {})
+        # The last (status, defaults) and their encoding (see _head).
+        self._head_status: int | None = None
+        self._head_defaults: Iterable[tuple[bytes, bytes]] = ()
+        self._head_block = b""
 
     def set_peer_table_size(self, size: int) -> None:
         """Follow the peer's SETTINGS_HEADER_TABLE_SIZE.
@@ -365,6 +378,22 @@ class Encoder:
                 self._blocks[key] = block
         return block
 
+    def _head(self, status: int | None, defaults: Iterable[tuple[bytes, bytes]]) -> bytes:
+        """``:status`` and the default fields, encoded.
+
+        The last pair is kept, recognised by the identity of the defaults list: the server
+        builds a new one each second and never changes it, and most responses share a status.
+        """
+        if defaults is self._head_defaults and status == self._head_status:
+            return self._head_block
+        block = self._block(defaults) if defaults else b""
+        if status is not None:
+            block = encode_status(status) + block
+        self._head_status = status
+        self._head_defaults = defaults
+        self._head_block = block
+        return block
+
     def encode(
         self,
         status: int | None,
@@ -373,10 +402,8 @@ class Encoder:
     ) -> bytes:
         """A header block: ``:status`` (None for trailers), then ``defaults``, then ``headers``."""
         block = self._block(headers)
-        if defaults:
-            block = self._block(defaults) + block
-        if status is not None:
-            block = (_STATUS_CACHE.get(status) or encode_status(status)) + block
+        if status is not None or defaults:
+            block = self._head(status, defaults) + block
         if self._prefix:
             block = self._prefix + block
             self._prefix = b""

@@ -7,6 +7,7 @@ from celeris_asgi.cycle cimport CycleOwner, RequestCycle, build_scope
 
 from .connection cimport H2Connection
 from .handlers cimport H2Cycle
+from .validation cimport RequestHead
 
 cdef frozenset _NO_BODY_STATUS
 
@@ -37,6 +38,7 @@ cdef class HTTP2Protocol(CycleOwner):
 
     cpdef void schedule_flush(self) except *
     cpdef void receive(self, object data) except *
+    cpdef void on_request(self, Py_ssize_t stream_id, RequestHead head, bint end_stream) except *
     cpdef void start_cycle(self, H2Cycle cycle) except *
     cpdef object target(self, object head)
 

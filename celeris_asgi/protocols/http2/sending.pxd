@@ -7,7 +7,11 @@ from celeris_asgi.metrics cimport Metrics
 from .hpack_codec cimport Encoder
 from .stream cimport Stream, StreamTable
 
+# Imported by name: compiled, C constants rather than a module attribute lookup each.
+cdef Py_ssize_t DATA, FLAG_END_HEADERS, FLAG_END_STREAM, HEADERS
 
+
+@cython.final
 cdef class Sender:
     cdef public dict _blocked
     cdef public object _default_headers

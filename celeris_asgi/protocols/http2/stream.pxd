@@ -4,6 +4,8 @@ cimport cython
 
 from celeris_asgi.metrics cimport Metrics
 
+
+@cython.final
 cdef class Stream:
     cdef public Py_ssize_t stream_id
     cdef public Py_ssize_t send_window
@@ -18,6 +20,7 @@ cdef class Stream:
     cdef public object pending_trailers
 
 
+@cython.final
 cdef class StreamTable:
     cdef public dict streams
     cdef public dict lingering

@@ -2,6 +2,7 @@
 cimport cython
 
 
+@cython.final
 cdef class RequestHead:
     cdef readonly bytes method
     cdef readonly object scheme

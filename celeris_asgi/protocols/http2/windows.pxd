@@ -1,7 +1,10 @@
 # C declarations for windows.py, compiled by Cython in pure-Python mode (see celeris_asgi/_compiled.py).
+cimport cython
+
 from .stream cimport Stream
 
 
+@cython.final
 cdef class ReceiveWindows:
     cdef public Py_ssize_t _threshold
     cdef public Py_ssize_t connection
