@@ -119,34 +119,47 @@ def huffman_decode(data: bytes, start: int = 0, stop: int = -1) -> bytes:
     return bytes(out[:count])
 
 
-def _byte_steps() -> list[tuple[int, bytes]]:
-    """``_STEP`` for the interpreter: per (state, byte), the next state times 256 (-1 on EOS) and the
-    decoded symbols as bytes.  Unpacked once from the same table, so both builds decode alike."""
-    steps = []
-    for index in range(len(_STEP)):
-        entry = _STEP[index]
+def _byte_steps() -> tuple[list[int], list[bytes]]:
+    """``_STEP`` for the interpreter, as two flat lists indexed like it: the next state times 256
+    (-1 on EOS), and the symbols the byte completes as bytes.
+
+    Unpacked once from the same table, so both builds decode alike. The lists share their items
+    (256 distinct states, each distinct symbol pair once): a tuple per entry was ~20 MiB a process.
+    """
+    shifted = [state << 8 for state in range(256)]
+    distinct: dict[bytes, bytes] = {}
+    states: list[int] = []
+    outputs: list[bytes] = []
+    for entry in _STEP:
+        if entry & _FAILED:
+            states.append(-1)
+            outputs.append(b"")
+            continue
         symbols = bytes((entry >> 16 & 0xFF, entry >> 24)[: entry >> 8 & 3])
-        steps.append((-1, b"") if entry & _FAILED else ((entry & 0xFF) << 8, symbols))
-    return steps
+        states.append(shifted[entry & 0xFF])
+        outputs.append(distinct.setdefault(symbols, symbols))
+    return states, outputs
 
 
 def _huffman_decode_interpreted(data: bytes, start: int = 0, stop: int = -1) -> bytes:
-    """``huffman_decode`` for the pure-Python build: one tuple lookup and one append per byte.
+    """``huffman_decode`` for the pure-Python build: two list lookups and one append per byte.
 
     The packed-table loop above is a dozen bytecodes per byte when interpreted; this one is three
     times faster there, and would be many times slower than the packed loop compiled.
     """
     if stop < 0:
         stop = len(data)
-    steps = _BYTE_STEPS
+    states = _NEXT_STATES
+    outputs = _OUTPUTS
     state = 0
     parts: list[bytes] = []
     append = parts.append
     for byte in data[start:stop]:
-        state, symbols = steps[state | byte]
+        index = state | byte
+        state = states[index]
         if state < 0:
             raise HuffmanError("EOS symbol inside a Huffman-coded string")
-        append(symbols)
+        append(outputs[index])
     if not _ACCEPTING[state >> 8]:
         raise HuffmanError("invalid Huffman padding")
     return b"".join(parts)
@@ -154,7 +167,7 @@ def _huffman_decode_interpreted(data: bytes, start: int = 0, stop: int = -1) -> 
 
 # Compiled, a module's functions are not Python function objects: the build decides the decoder.
 if isinstance(_huffman_decode_interpreted, types.FunctionType):
-    _BYTE_STEPS = _byte_steps()
+    _NEXT_STATES, _OUTPUTS = _byte_steps()
     huffman_decode = _huffman_decode_interpreted
 
 
