@@ -3,7 +3,6 @@ cimport cython
 
 from celeris_asgi.headers cimport DefaultHeaders, check_header_value, header_name_kind, status_line, validate_header
 
-cdef Py_ssize_t CONTENT_LENGTH, TRANSFER_ENCODING  # headers.py's name kinds, as C ints here
 cdef frozenset _NO_BODY_STATUS
 cdef bytes _END_CLOSE
 cdef bytes _END_KEEP_ALIVE_1_0
@@ -27,7 +26,7 @@ cdef class ResponseWriter:
     cdef public Py_ssize_t sent
 
     cpdef reset(self, bint head_request, bint http10, bint keep_alive)
-    @cython.locals(parts=list, kinds=dict, good_values=set, lengths=dict, kind=Py_ssize_t, chunked=bint, complete=bint, length=Py_ssize_t)
+    @cython.locals(parts=list, kinds=dict, good_values=set, lengths=dict, kind=object, chunked=bint, complete=bint, length=Py_ssize_t)
     cpdef bytes head(self, object status, object headers, object body, bint more_body, bint trailers, bint close)
     cpdef bytes head_alone(self, object status, list parts, object expected, object body, bint more_body)
     cpdef bytes end_of_head(self)

@@ -108,8 +108,8 @@ class ResponseWriter:
         good_values = checked_values
         lengths = _LENGTHS
         for name, value in headers:
-            kind = kinds.get(name, -1)  # -1: never seen (a C int compiled, so no None to test)
-            if kind < 0:
+            kind = kinds.get(name)
+            if kind is None:
                 kind = header_name_kind(name)
             if value not in good_values:
                 check_header_value(value)
