@@ -257,6 +257,8 @@ def writer(head_request: bool = False, http10: bool = False, keep_alive: bool = 
         # 204 and 304 have no body and no computed length (RFC 9110 15.3.5, 15.4.5)
         ("GET", 204, [], b"", b"HTTP/1.1 204 No Content\r\n" + D + b"\r\n", True),
         ("GET", 304, [(b"etag", b'"x"')], b"", b"HTTP/1.1 304 Not Modified\r\n" + D + b'etag: "x"\r\n\r\n', True),
+        # nor has any 1xx (RFC 9110 15.2), even one an app sends as its response's start
+        ("GET", 103, [], b"hi", b"HTTP/1.1 103 Early Hints\r\n" + D + b"\r\n", True),
         # the app's "connection: close" ends the connection; other Connection values are the server's call
         (
             "GET",

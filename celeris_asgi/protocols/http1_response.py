@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     from celeris_asgi.asgi_types import Headers
     from celeris_asgi.headers import DefaultHeaders
 
-_NO_BODY_STATUS = frozenset({204, 304})  # RFC 9110 15.3.5, 15.4.5 (and every 1xx)
+# RFC 9110 15.2, 15.3.5, 15.4.5: every 1xx, 204 and 304 (one set lookup, no comparison after it)
+_NO_BODY_STATUS = frozenset({*range(100, 200), 204, 304})
 _END_CLOSE = b"connection: close\r\n\r\n"
 _END_KEEP_ALIVE_1_0 = b"connection: keep-alive\r\n\r\n"  # HTTP/1.0 persists only when told (RFC 9112 9.3)
 _LAST_CHUNK = b"0\r\n\r\n"
@@ -132,7 +133,7 @@ class ResponseWriter:
             parts += (name, b": ", value, b"\r\n")  # joined once below: cheaper than formatting each line
         if close:
             self.keep_alive = False
-        if self.no_body or status in _NO_BODY_STATUS or status < 200:
+        if self.no_body or status in _NO_BODY_STATUS:
             return self.head_alone(status, parts, expected, body, more_body)
         complete = not more_body and not trailers
         if expected is not None:
