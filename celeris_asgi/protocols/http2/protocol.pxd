@@ -38,7 +38,7 @@ cdef class HTTP2Protocol(CycleOwner):
 
     cpdef void schedule_flush(self) except *
     cpdef void receive(self, object data) except *
-    cpdef void on_request(self, Py_ssize_t stream_id, RequestHead head, bint end_stream) except *
+    cpdef void on_request(self, object stream_id, RequestHead head, bint end_stream) except *  # boxed once, used boxed
     cpdef void start_cycle(self, H2Cycle cycle) except *
     cpdef object target(self, object head)
 
