@@ -72,12 +72,14 @@ MAX_FRAME_SIZE_LIMIT = (1 << 24) - 1
 MAX_WINDOW_SIZE = (1 << 31) - 1
 STREAM_ID_MASK = 0x7FFFFFFF
 
-pack_header = FRAME_HEADER.pack
+# The same 9 bytes packed from three fields, (length << 8 | type, flags, stream id): fewer arguments
+# to build and parse than FRAME_HEADER's five, compiled or not.
+pack_header = struct.Struct(">LBL").pack
 
 
 def frame_header(length: int, frame_type: int, flags: int, stream_id: int) -> bytes:
     """The 9-byte header of one frame."""
-    return pack_header(length >> 16, length & 0xFFFF, frame_type, flags, stream_id)
+    return pack_header(length << 8 | frame_type, flags, stream_id)
 
 
 def settings_frame(settings: dict[int, int]) -> bytes:
@@ -130,7 +132,7 @@ def header_block_frames(stream_id: int, block: bytes, end_stream: bool, max_fram
     flags = FLAG_END_STREAM if end_stream else 0
     size = len(block)
     if size <= max_frame_size:
-        return pack_header(size >> 16, size & 0xFFFF, HEADERS, flags | FLAG_END_HEADERS, stream_id) + block
+        return pack_header(size << 8 | HEADERS, flags | FLAG_END_HEADERS, stream_id) + block
     parts = [frame_header(max_frame_size, HEADERS, flags, stream_id), block[:max_frame_size]]
     offset = max_frame_size
     while offset < size:

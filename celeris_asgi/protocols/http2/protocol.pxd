@@ -38,12 +38,12 @@ cdef class HTTP2Protocol(CycleOwner):
 
     cpdef void schedule_flush(self) except *
     cpdef void receive(self, object data) except *
-    cpdef void on_request(self, Py_ssize_t stream_id, RequestHead head, bint end_stream) except *
+    cpdef void on_request(self, object stream_id, RequestHead head, bint end_stream) except *  # boxed once, used boxed
     cpdef void start_cycle(self, H2Cycle cycle) except *
     cpdef object target(self, object head)
 
     # The cycle's owner side: CycleOwner's C methods; `cycle` is the request as an H2Cycle.
-    @cython.locals(cycle=H2Cycle, engine=H2Connection, sid=Py_ssize_t, end=bint)
+    @cython.locals(cycle=H2Cycle, engine=H2Connection, sid=object, end=bint)  # sid boxed once for every call it goes to
     cpdef bint write_head(self, RequestCycle request, object status, object headers, object body, bint more_body) except -1
     @cython.locals(cycle=H2Cycle, end=bint)
     cpdef bint write_body(self, RequestCycle request, object body, bint more_body) except -1

@@ -34,7 +34,7 @@ cdef class Sender:
         stream=Stream, block=bytes, size=Py_ssize_t, body_size=Py_ssize_t, out=bytearray, max_frame=Py_ssize_t
     )
     cpdef bint send_response(
-        self, Py_ssize_t sid, object status, object headers, object defaults, object body, bint end_stream
+        self, object sid, object status, object headers, object defaults, object body, bint end_stream
     ) except? -1
 
     @cython.locals(stream=Stream)

@@ -88,7 +88,7 @@ class Sender:
         size = len(block)
         if size <= self.max_frame_size:
             flags = FLAG_END_HEADERS | FLAG_END_STREAM if end_stream else FLAG_END_HEADERS
-            self.out += _pack_header(size >> 16, size & 0xFFFF, HEADERS, flags, sid)
+            self.out += _pack_header(size << 8 | HEADERS, flags, sid)
             self.out += block
         else:
             self.out += f.header_block_frames(sid, block, end_stream, self.max_frame_size)
@@ -120,11 +120,11 @@ class Sender:
             and body_size <= self.window
             and body_size <= max_frame
         ):
-            out += _pack_header(size >> 16, size & 0xFFFF, HEADERS, FLAG_END_HEADERS, sid)
+            out += _pack_header(size << 8 | HEADERS, FLAG_END_HEADERS, sid)
             out += block
             stream.send_window -= body_size
             self.window -= body_size
-            out += _pack_header(body_size >> 16, body_size & 0xFFFF, DATA, 1 if end_stream else 0, sid)
+            out += _pack_header(body_size << 8 | DATA, 1 if end_stream else 0, sid)
             out += body
             if end_stream:
                 self._close_local(stream)
@@ -151,7 +151,7 @@ class Sender:
             stream.send_window -= size
             self.window -= size
             out = self.out
-            out += _pack_header(size >> 16, size & 0xFFFF, DATA, 1 if end_stream else 0, sid)
+            out += _pack_header(size << 8 | DATA, 1 if end_stream else 0, sid)
             out += data
             if end_stream:
                 self._close_local(stream)
@@ -251,7 +251,7 @@ class Sender:
             chunk = data[:size]
             data = data[size:]
             last = end_with_data and not data
-            out += _pack_header(size >> 16, size & 0xFFFF, DATA, 1 if last else 0, sid)
+            out += _pack_header(size << 8 | DATA, 1 if last else 0, sid)
             out += chunk
             stream.send_window -= size
             self.window -= size
@@ -264,7 +264,7 @@ class Sender:
             trailers, stream.pending_trailers = stream.pending_trailers, None
             self.send_headers(sid, None, trailers, end_stream=True)
         elif end_with_data:
-            out += _pack_header(0, 0, DATA, 1, sid)
+            out += _pack_header(DATA, 1, sid)
             self._close_local(stream)
         return True
 

@@ -31,5 +31,5 @@ cdef class StreamTable:
 
     cpdef void open(self, Stream stream) except *
     @cython.locals(stream=Stream)
-    cpdef Stream close(self, Py_ssize_t stream_id, Py_ssize_t how)
+    cpdef Stream close(self, object stream_id, Py_ssize_t how)  # boxed once by the caller, not per dict it touches
     cpdef void close_all(self) except *
