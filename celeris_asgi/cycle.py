@@ -329,7 +329,7 @@ class RequestCycle:
         self.status = 0
         self.response_headers: Headers = []
         self.response_bytes = 0
-        self.start_time = start_time  # loop.time() at the head when the owner times requests, else 0.0
+        self.start_time = start_time  # perf_counter() at the head when the owner times requests, else 0.0
         self.task: asyncio.Task[None] | None = None
 
     # ----- the response's state, for owners ------------------------------------------------
