@@ -10,9 +10,9 @@ from .windows cimport ReceiveWindows
 
 # Frame types and flags, and the flood kinds, imported by name: compiled, C constants rather than
 # a module attribute lookup and a Python comparison per frame.
-cdef Py_ssize_t CONTINUATION, DATA, GOAWAY, HEADERS, PING, PRIORITY, PUSH_PROMISE, RST_STREAM, WINDOW_UPDATE
+cdef Py_ssize_t CONTINUATION, DATA, GOAWAY, HEADERS, PING, PRIORITY, PUSH_PROMISE, RST_STREAM, SETTINGS, WINDOW_UPDATE
 cdef Py_ssize_t FLAG_ACK, FLAG_END_HEADERS, FLAG_END_STREAM, FLAG_PADDED, FLAG_PRIORITY
-cdef Py_ssize_t EMPTY_DATA, PINGS, RESETS, SETTINGS
+cdef Py_ssize_t EMPTY_DATA, PINGS, RESETS, SETTINGS_FLOOD
 cdef Py_ssize_t _MASK
 
 

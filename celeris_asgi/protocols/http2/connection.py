@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 from . import frames as f
 from .blocks import HeaderBlocks
-from .flood import EMPTY_DATA, PINGS, RESETS, SETTINGS, FloodGuard
+from .flood import EMPTY_DATA, PINGS, RESETS, FloodGuard
+from .flood import SETTINGS as SETTINGS_FLOOD  # the flood kind; SETTINGS below is the frame type
 from .frames import (
     CONTINUATION,
     DATA,
@@ -33,6 +34,7 @@ from .frames import (
     PRIORITY,
     PUSH_PROMISE,
     RST_STREAM,
+    SETTINGS,
     WINDOW_UPDATE,
 )
 from .sending import Sender
@@ -207,7 +209,7 @@ class H2Connection:
                 if self._hb_stream and ftype != CONTINUATION:
                     raise H2ConnectionError(f.PROTOCOL_ERROR, "expected CONTINUATION")
                 if self._expect_settings:
-                    if ftype != f.SETTINGS or flags & FLAG_ACK:
+                    if ftype != SETTINGS or flags & FLAG_ACK:
                         raise H2ConnectionError(f.PROTOCOL_ERROR, "connection preface must start with SETTINGS")
                     self._expect_settings = False
                 try:
@@ -217,7 +219,7 @@ class H2Connection:
                         self._data_frame(flags, sid, data, start, stop)
                     elif ftype == WINDOW_UPDATE:
                         self._window_update_frame(sid, data, start, stop)
-                    elif ftype == f.SETTINGS:
+                    elif ftype == SETTINGS:
                         self._settings_frame(flags, sid, data, start, stop)
                     elif ftype == RST_STREAM:
                         self._rst_stream_frame(sid, data, start, stop)
@@ -438,7 +440,7 @@ class H2Connection:
             return
         if (stop - start) % 6:
             raise H2ConnectionError(f.FRAME_SIZE_ERROR, "SETTINGS length not a multiple of 6")
-        self._flood.spend(SETTINGS, "SETTINGS flood")
+        self._flood.spend(SETTINGS_FLOOD, "SETTINGS flood")
         self._apply_settings(data[start:stop])
         # The ACK goes before any DATA a larger window lets out: the peer applies it on the ACK.
         self.sender.out += f.SETTINGS_ACK_FRAME
